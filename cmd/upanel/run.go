@@ -1,0 +1,157 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"runtime/debug"
+	"strings"
+
+	"upanel/internal/config"
+	"upanel/internal/logging"
+	"upanel/internal/panel"
+)
+
+// version is set at release time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// usageError is a mistake in the command line; main exits 2 for it.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+// env is what every command gets: its I/O and the process environment.
+type env struct {
+	getenv         func(string) string
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	redactor       *logging.Redactor
+	// panel lets tests add job handlers to serve.
+	panel panel.Options
+}
+
+type command struct {
+	name, summary string
+	run           func(ctx context.Context, e *env, args []string) error
+	sub           []command
+}
+
+var commands = []command{
+	{name: "serve", summary: "run the panel: web UI, API, jobs and scheduler", run: cmdServe},
+	{name: "migrate", summary: "manage the database schema", sub: []command{
+		{name: "up", summary: "apply pending migrations", run: cmdMigrateUp},
+		{name: "status", summary: "list migrations and when they were applied", run: cmdMigrateStatus},
+	}},
+	{name: "key", summary: "manage the app keys that encrypt secrets", sub: []command{
+		{name: "generate", summary: "print a new app key for UPANEL_APP_KEY", run: cmdKeyGenerate},
+		{name: "rotate", summary: "re-encrypt every secret with a new key (resumable; stop serve first)", run: cmdKeyRotate},
+	}},
+	{name: "version", summary: "print the version", run: cmdVersion},
+}
+
+// run is main without the process: tests call it with their own arguments,
+// environment and output.
+func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
+	e := &env{getenv: getenv, stdin: stdin, stdout: stdout, stderr: stderr, redactor: logging.NewRedactor()}
+	return dispatch(ctx, e, "upanel", commands, args)
+}
+
+func dispatch(ctx context.Context, e *env, path string, cmds []command, args []string) error {
+	if len(args) == 0 {
+		printCommands(e.stderr, path, cmds)
+		return usageError{"a command is required (" + path + " help lists them)"}
+	}
+	name := args[0]
+	if name == "help" || name == "-h" || name == "--help" || name == "-help" {
+		printCommands(e.stdout, path, cmds)
+		return nil
+	}
+	for _, c := range cmds {
+		if c.name != name {
+			continue
+		}
+		if c.sub != nil {
+			return dispatch(ctx, e, path+" "+name, c.sub, args[1:])
+		}
+		return c.run(ctx, e, args[1:])
+	}
+	printCommands(e.stderr, path, cmds)
+	return usageError{fmt.Sprintf("unknown command %q (%s help lists them)", name, path)}
+}
+
+func printCommands(w io.Writer, path string, cmds []command) {
+	fmt.Fprintf(w, "Usage: %s <command> [flags]\n\nCommands:\n", path)
+	for _, c := range cmds {
+		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintf(w, "\nRun \"%s <command> --help\" for a command's flags.\n", path)
+}
+
+// parseFlags parses a command's flags. --help prints usage to stdout and ends the
+// command successfully; anything malformed is a usage error.
+func parseFlags(e *env, fs *flag.FlagSet, usage string, args []string) (help bool, err error) {
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	printUsage := func(w io.Writer) {
+		fmt.Fprintf(w, "Usage: %s\n", usage)
+		fs.SetOutput(w)
+		fs.PrintDefaults()
+		fs.SetOutput(io.Discard)
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			printUsage(e.stdout)
+			return true, nil
+		}
+		printUsage(e.stderr)
+		return false, usageError{err.Error()}
+	}
+	if fs.NArg() > 0 {
+		printUsage(e.stderr)
+		return false, usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
+	}
+	return false, nil
+}
+
+// loadConfig reads the environment, applies flags bound by bind, and validates.
+func loadConfig(e *env, name, usage string, args []string, bind func(*config.Config, *flag.FlagSet)) (cfg config.Config, help bool, err error) {
+	cfg, envErr := config.FromEnv(e.getenv)
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	bind(&cfg, fs)
+	if help, err = parseFlags(e, fs, usage, args); help || err != nil {
+		return cfg, help, err
+	}
+	if envErr != nil {
+		return cfg, false, usageError{envErr.Error()}
+	}
+	if err := cfg.Finish(); err != nil {
+		return cfg, false, usageError{strings.ReplaceAll(err.Error(), "\n", "; ")}
+	}
+	return cfg, false, nil
+}
+
+func (e *env) logger(cfg config.Config) *slog.Logger {
+	return logging.New(e.stderr, logging.Format(cfg.LogFormat), cfg.LogLevel, e.redactor)
+}
+
+func cmdVersion(ctx context.Context, e *env, args []string) error {
+	fs := flag.NewFlagSet("version", flag.ContinueOnError)
+	if help, err := parseFlags(e, fs, "upanel version", args); help || err != nil {
+		return err
+	}
+	rev := ""
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" {
+				rev = " " + s.Value
+			}
+		}
+		fmt.Fprintf(e.stdout, "upanel %s%s (%s)\n", version, rev, bi.GoVersion)
+		return nil
+	}
+	fmt.Fprintf(e.stdout, "upanel %s\n", version)
+	return nil
+}

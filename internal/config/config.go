@@ -1,0 +1,229 @@
+// Package config is UPanel's typed configuration: defaults, UPANEL_* environment
+// variables, flags on top, and Validate for the rules that span fields. It is
+// loaded once in main and passed down, never read from globals.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"upanel/internal/secret"
+	"upanel/internal/store"
+)
+
+// Config is everything the panel is configured with.
+type Config struct {
+	Addr        string   // UPANEL_ADDR, --addr
+	DataDir     string   // UPANEL_DATA_DIR, --data-dir
+	DatabaseURL string   // UPANEL_DATABASE_URL, --database-url; default sqlite in DataDir
+	URL         *url.URL // UPANEL_URL, --url: the public base URL links are built from
+
+	AppKey          string // UPANEL_APP_KEY
+	AppPreviousKeys string // UPANEL_APP_PREVIOUS_KEYS
+	AppKeyFile      string // UPANEL_APP_KEY_FILE
+
+	LogLevel  slog.Level // UPANEL_LOG_LEVEL: debug, info, warn, error
+	LogFormat string     // UPANEL_LOG_FORMAT: auto, json, text
+
+	JobWorkers      int           // UPANEL_JOB_WORKERS
+	JobLease        time.Duration // UPANEL_JOB_LEASE
+	ShutdownTimeout time.Duration // UPANEL_SHUTDOWN_TIMEOUT
+
+	SessionIdleTimeout     time.Duration // UPANEL_SESSION_IDLE_TIMEOUT
+	SessionAbsoluteTimeout time.Duration // UPANEL_SESSION_ABSOLUTE_TIMEOUT
+}
+
+// Default returns the built-in defaults.
+func Default() Config {
+	return Config{
+		Addr:                   "127.0.0.1:8080",
+		DataDir:                "./data",
+		LogLevel:               slog.LevelInfo,
+		LogFormat:              "auto",
+		JobWorkers:             4,
+		JobLease:               30 * time.Second,
+		ShutdownTimeout:        20 * time.Second,
+		SessionIdleTimeout:     2 * time.Hour,
+		SessionAbsoluteTimeout: 7 * 24 * time.Hour,
+	}
+}
+
+// FromEnv applies UPANEL_* variables over the defaults. A malformed value is an
+// error naming the variable.
+func FromEnv(getenv func(string) string) (Config, error) {
+	c := Default()
+	var errs []error
+	str := func(name string, dst *string) {
+		if v := getenv(name); v != "" {
+			*dst = v
+		}
+	}
+	str("UPANEL_ADDR", &c.Addr)
+	str("UPANEL_DATA_DIR", &c.DataDir)
+	str("UPANEL_DATABASE_URL", &c.DatabaseURL)
+	str("UPANEL_APP_KEY", &c.AppKey)
+	str("UPANEL_APP_PREVIOUS_KEYS", &c.AppPreviousKeys)
+	str("UPANEL_APP_KEY_FILE", &c.AppKeyFile)
+	str("UPANEL_LOG_FORMAT", &c.LogFormat)
+	if v := getenv("UPANEL_URL"); v != "" {
+		u, err := ParsePublicURL(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("UPANEL_URL: %w", err))
+		}
+		c.URL = u
+	}
+	if v := getenv("UPANEL_LOG_LEVEL"); v != "" {
+		if err := c.LogLevel.UnmarshalText([]byte(v)); err != nil {
+			errs = append(errs, fmt.Errorf("UPANEL_LOG_LEVEL: %q is not one of debug, info, warn, error", v))
+		}
+	}
+	if v := getenv("UPANEL_JOB_WORKERS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("UPANEL_JOB_WORKERS: %q is not a whole number", v))
+		}
+		c.JobWorkers = n
+	}
+	dur := func(name string, dst *time.Duration) {
+		if v := getenv(name); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %q is not a duration such as 30s or 2h", name, v))
+			}
+			*dst = d
+		}
+	}
+	dur("UPANEL_JOB_LEASE", &c.JobLease)
+	dur("UPANEL_SHUTDOWN_TIMEOUT", &c.ShutdownTimeout)
+	dur("UPANEL_SESSION_IDLE_TIMEOUT", &c.SessionIdleTimeout)
+	dur("UPANEL_SESSION_ABSOLUTE_TIMEOUT", &c.SessionAbsoluteTimeout)
+	return c, errors.Join(errs...)
+}
+
+// StorageFlags binds the flags every database-touching command takes.
+func (c *Config) StorageFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "data directory: SQLite database and app key (env UPANEL_DATA_DIR)")
+	fs.StringVar(&c.DatabaseURL, "database-url", c.DatabaseURL, "sqlite:PATH or postgres://... (env UPANEL_DATABASE_URL; default SQLite in the data dir)")
+}
+
+// ServeFlags binds the flags of serve.
+func (c *Config) ServeFlags(fs *flag.FlagSet) {
+	c.StorageFlags(fs)
+	fs.StringVar(&c.Addr, "addr", c.Addr, "listen address host:port (env UPANEL_ADDR)")
+	fs.Func("url", "public base URL, e.g. https://panel.example.com (env UPANEL_URL; default http://ADDR)", func(v string) error {
+		u, err := ParsePublicURL(v)
+		if err != nil {
+			return err
+		}
+		c.URL = u
+		return nil
+	})
+}
+
+// Finish fills in the defaults that depend on other fields and validates.
+func (c *Config) Finish() error {
+	if c.DataDir == "" {
+		return errors.New("the data dir must not be empty")
+	}
+	abs, err := filepath.Abs(c.DataDir)
+	if err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	c.DataDir = abs
+	if c.DatabaseURL == "" {
+		c.DatabaseURL = "sqlite:" + filepath.Join(c.DataDir, "upanel.db")
+	}
+	if c.URL == nil && c.Addr != "" {
+		host, port, err := net.SplitHostPort(c.Addr)
+		if err == nil {
+			if host == "" || host == "0.0.0.0" || host == "::" {
+				host = "127.0.0.1"
+			}
+			c.URL = &url.URL{Scheme: "http", Host: net.JoinHostPort(host, port)}
+		}
+	}
+	return c.Validate()
+}
+
+// Validate checks every field and the rules between them.
+func (c *Config) Validate() error {
+	var errs []error
+	if _, port, err := net.SplitHostPort(c.Addr); err != nil {
+		errs = append(errs, fmt.Errorf("addr %q: want host:port, e.g. 127.0.0.1:8080", c.Addr))
+	} else if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+		errs = append(errs, fmt.Errorf("addr %q: port must be 0-65535", c.Addr))
+	}
+	switch {
+	case strings.HasPrefix(c.DatabaseURL, "postgres://"), strings.HasPrefix(c.DatabaseURL, "postgresql://"):
+		if _, err := url.Parse(c.DatabaseURL); err != nil {
+			errs = append(errs, errors.New("database url: not a valid postgres:// URL"))
+		}
+	case store.SQLitePath(c.DatabaseURL) != "" && !strings.ContainsAny(store.SQLitePath(c.DatabaseURL), "?#"):
+	default:
+		errs = append(errs, errors.New("database url: use sqlite:/path/to/upanel.db or postgres://user@host/db"))
+	}
+	if c.LogFormat != "auto" && c.LogFormat != "json" && c.LogFormat != "text" {
+		errs = append(errs, fmt.Errorf("log format %q: want auto, json or text", c.LogFormat))
+	}
+	if c.JobWorkers < 1 || c.JobWorkers > 64 {
+		errs = append(errs, fmt.Errorf("job workers %d: want 1-64", c.JobWorkers))
+	}
+	if c.JobLease < 3*time.Second {
+		errs = append(errs, fmt.Errorf("job lease %s: want at least 3s", c.JobLease))
+	}
+	if c.ShutdownTimeout <= 0 {
+		errs = append(errs, errors.New("shutdown timeout must be positive"))
+	}
+	if c.SessionIdleTimeout < time.Minute || c.SessionAbsoluteTimeout < c.SessionIdleTimeout {
+		errs = append(errs, errors.New("session timeouts: idle must be at least 1m and no longer than absolute"))
+	}
+	if c.AppKey != "" && c.AppKeyFile != "" {
+		errs = append(errs, errors.New("set UPANEL_APP_KEY or UPANEL_APP_KEY_FILE, not both"))
+	}
+	if c.AppKey == "" && c.AppPreviousKeys != "" {
+		errs = append(errs, errors.New("UPANEL_APP_PREVIOUS_KEYS needs UPANEL_APP_KEY; a key file lists previous keys itself"))
+	}
+	return errors.Join(errs...)
+}
+
+// ParsePublicURL accepts an absolute http(s) URL with a host and nothing a base
+// URL should not carry (credentials, query, fragment).
+func ParsePublicURL(v string) (*url.URL, error) {
+	u, err := url.Parse(strings.TrimRight(v, "/"))
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("%q must be an absolute http:// or https:// URL", v)
+	}
+	if u.User != nil || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" {
+		return nil, fmt.Errorf("%q must not carry credentials, a query or a fragment", v)
+	}
+	return u, nil
+}
+
+// KeySource says where the app keys come from.
+func (c *Config) KeySource() secret.Source {
+	switch {
+	case c.AppKey != "":
+		return secret.Source{Key: c.AppKey, PreviousKeys: c.AppPreviousKeys}
+	case c.AppKeyFile != "":
+		return secret.Source{File: c.AppKeyFile}
+	default:
+		return secret.Source{File: filepath.Join(c.DataDir, "app.key"), Create: true}
+	}
+}
+
+// EnsureDataDir creates the data dir with owner-only access.
+func (c *Config) EnsureDataDir() error {
+	if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	return nil
+}
