@@ -26,6 +26,9 @@ type dialect struct {
 	// skipLocked is appended to the claim subquery so that concurrent panel
 	// processes never claim one job twice and never wait on each other.
 	skipLocked string
+	// timeParam is a placeholder typed as a timestamp, for spots where
+	// PostgreSQL cannot infer a parameter's type (inside CASE).
+	timeParam string
 	// timestampType is the column type of every timestamp.
 	timestampType string
 	// migration template functions
@@ -40,6 +43,7 @@ var sqliteDialect = &dialect{
 	name:          "sqlite",
 	timeAsText:    true,
 	timestampType: "TIMESTAMP",
+	timeParam:     "?",
 	tmpl: template.FuncMap{
 		"ts":  constant("TIMESTAMP"), // keep in step with timestampType
 		"now": constant("(strftime('%Y-%m-%d %H:%M:%f','now'))"),
@@ -59,6 +63,7 @@ var postgresDialect = &dialect{
 	name:          "postgres",
 	numbered:      true,
 	timestampType: "TIMESTAMPTZ",
+	timeParam:     "CAST(? AS TIMESTAMPTZ)",
 	skipLocked:    " FOR UPDATE SKIP LOCKED",
 	tmpl: template.FuncMap{
 		"ts":  constant("TIMESTAMPTZ"), // keep in step with timestampType

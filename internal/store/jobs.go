@@ -285,7 +285,7 @@ func (db *DB) RetryJob(ctx context.Context, id, owner, lastError string, runAt t
 		var status string
 		err := tx.queryRow(ctx, `UPDATE jobs SET
 				status = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE 'queued' END,
-				finished_at = CASE WHEN attempts >= max_attempts THEN ? ELSE NULL END,
+				finished_at = CASE WHEN attempts >= max_attempts THEN `+tx.db.d.timeParam+` ELSE NULL END,
 				run_at = ?, last_error = ?, updated_at = ?, lease_owner = NULL, lease_expires_at = NULL
 			WHERE id = ? AND lease_owner = ? AND status = 'running' RETURNING status`,
 			now, runAt, nullString(lastError), now, id, owner).Scan(&status)
@@ -322,7 +322,7 @@ func (db *DB) RescueExpiredJobs(ctx context.Context, retryAt time.Time) (int, er
 	res, err := db.exec(ctx, `UPDATE jobs SET
 			status = CASE WHEN cancel_requested_at IS NOT NULL THEN 'cancelled'
 				WHEN attempts >= max_attempts THEN 'failed' ELSE 'queued' END,
-			finished_at = CASE WHEN cancel_requested_at IS NOT NULL OR attempts >= max_attempts THEN ? ELSE NULL END,
+			finished_at = CASE WHEN cancel_requested_at IS NOT NULL OR attempts >= max_attempts THEN `+db.d.timeParam+` ELSE NULL END,
 			last_error = 'lease expired: worker ' || COALESCE(lease_owner, '?') || ' stopped without finishing',
 			run_at = ?, updated_at = ?, lease_owner = NULL, lease_expires_at = NULL
 		WHERE status = 'running' AND lease_expires_at < ?`, now, retryAt, now, now)

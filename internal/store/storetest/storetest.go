@@ -36,13 +36,32 @@ func Each(t *testing.T, fn func(t *testing.T, db *store.DB)) {
 }
 
 // Open returns a migrated database of the given dialect with a fresh keyring.
-func Open(t testing.TB, dialect string) *store.DB {
+func Open(t testing.TB, dialect string) *store.DB { return New(t, dialect).DB }
+
+// Env is a test database with what tests need besides the handle: its URL, to
+// look at the stored bytes or open a second connection, and its key.
+type Env struct {
+	DB  *store.DB
+	URL string
+	Key secret.Key
+}
+
+// New returns a fresh, migrated database whose active key is registered.
+func New(t testing.TB, dialect string) Env {
 	t.Helper()
-	db := OpenURL(t, URL(t, dialect), Keyring(t))
-	if _, err := db.Migrate(context.Background()); err != nil {
+	e := Env{URL: URL(t, dialect), Key: Key(t)}
+	kr, err := secret.NewKeyring(e.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.DB = OpenURL(t, e.URL, kr)
+	if _, err := e.DB.Migrate(context.Background()); err != nil {
 		t.Fatalf("migrate: %v", err)
 	}
-	return db
+	if err := e.DB.RegisterActiveKey(context.Background()); err != nil {
+		t.Fatalf("register key: %v", err)
+	}
+	return e
 }
 
 // OpenURL opens (but does not migrate) the database at url.
@@ -56,14 +75,24 @@ func OpenURL(t testing.TB, rawURL string, kr *secret.Keyring) *store.DB {
 	return db
 }
 
-// Keyring returns a keyring with one new key.
-func Keyring(t testing.TB) *secret.Keyring {
+// Key returns a new key.
+func Key(t testing.TB) secret.Key {
 	t.Helper()
 	k, err := secret.GenerateKey()
 	if err != nil {
 		t.Fatal(err)
 	}
-	kr, err := secret.NewKeyring(k)
+	return k
+}
+
+// Keyring returns a keyring of the given keys, the first active, or of one new
+// key when none are given.
+func Keyring(t testing.TB, keys ...secret.Key) *secret.Keyring {
+	t.Helper()
+	if len(keys) == 0 {
+		keys = []secret.Key{Key(t)}
+	}
+	kr, err := secret.NewKeyring(keys[0], keys[1:]...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,4 +177,3 @@ func Exec(t testing.TB, db *store.DB, q string, args ...any) {
 		t.Fatalf("exec %q: %v", q, err)
 	}
 }
-
