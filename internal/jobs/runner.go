@@ -30,12 +30,13 @@ type Handler func(ctx context.Context, j *Job) error
 // Job is a claimed job, as a handler sees it.
 type Job struct {
 	*store.Job
-	final func(tx *store.Tx) error
+	final func(ctx context.Context, tx *store.Tx) error
 }
 
 // Finally registers writes to commit in the same transaction that marks the job
-// succeeded: they land exactly once, and not at all if the lease was lost.
-func (j *Job) Finally(fn func(tx *store.Tx) error) { j.final = fn }
+// succeeded: they land exactly once, and not at all if the lease was lost. fn
+// gets its own context, because the handler's has ended by then.
+func (j *Job) Finally(fn func(ctx context.Context, tx *store.Tx) error) { j.final = fn }
 
 // Decode unmarshals the payload.
 func (j *Job) Decode(v any) error {
@@ -293,7 +294,17 @@ func (r *Runner) process(sj *store.Job) {
 		return
 	case err == nil:
 		// Finished work counts even if a cancel or shutdown arrived meanwhile.
-		ferr = r.db.FinishJob(ctx, sj.ID, r.opts.Owner, store.JobSucceeded, "", job.final)
+		var final func(tx *store.Tx) error
+		if job.final != nil {
+			final = func(tx *store.Tx) error { return job.final(ctx, tx) }
+		}
+		ferr = r.db.FinishJob(ctx, sj.ID, r.opts.Owner, store.JobSucceeded, "", final)
+		if ferr != nil && !errors.Is(ferr, store.ErrLeaseLost) {
+			// The final writes failed, so the job did not succeed: retry it.
+			log.Warn("job's final writes failed; will retry", "err", ferr)
+			_, ferr = r.db.RetryJob(ctx, sj.ID, r.opts.Owner, "recording the result failed: "+ferr.Error(), r.db.Now().Add(r.opts.Backoff(sj.Attempts)))
+			break
+		}
 		log.Info("job succeeded", "duration", time.Since(start).Round(time.Millisecond))
 	case errors.Is(cause, errShutdown):
 		ferr = r.db.ReleaseJob(ctx, sj.ID, r.opts.Owner)

@@ -67,12 +67,7 @@ func New(t testing.TB, dialect string) Env {
 // OpenURL opens (but does not migrate) the database at url.
 func OpenURL(t testing.TB, rawURL string, kr *secret.Keyring) *store.DB {
 	t.Helper()
-	db, err := store.Open(context.Background(), rawURL, store.Options{Keyring: kr})
-	if err != nil {
-		t.Fatalf("open %s: %v", Redact(rawURL), err)
-	}
-	t.Cleanup(func() { db.Close() })
-	return db
+	return open(t, rawURL, store.Options{Keyring: kr})
 }
 
 // Key returns a new key.
