@@ -92,7 +92,7 @@ func (d *dialect) render(m Migration) (string, error) {
 func (db *DB) RenderMigration(m Migration) (string, error) { return db.d.render(m) }
 
 const createSchemaMigrations = `CREATE TABLE IF NOT EXISTS schema_migrations (
-    version INT PRIMARY KEY,
+    version INT NOT NULL PRIMARY KEY,
     name VARCHAR(255) NOT NULL,
     applied_at %s NOT NULL
 )`

@@ -14,3 +14,9 @@ func (db *DB) ExecRaw(ctx context.Context, q string, args ...any) error {
 func (db *DB) QueryRowRaw(ctx context.Context, q string, args ...any) interface{ Scan(...any) error } {
 	return db.write.QueryRowContext(ctx, db.d.rebind(q), db.d.args(args)...)
 }
+
+// ExecRaw is DB.ExecRaw inside a transaction.
+func (tx *Tx) ExecRaw(ctx context.Context, q string, args ...any) error {
+	_, err := tx.exec(ctx, q, args...)
+	return err
+}

@@ -150,8 +150,8 @@ func (s *schemaDB) introspect(t *testing.T) *liveSchema {
 	return live
 }
 
-// queryAll runs q and calls scan for each row.
-func queryAll(ctx context.Context, db *sql.DB, q string, args []any, scan func(*sql.Rows) error) error {
+// schemaQueryAll runs q and calls scan for each row.
+func schemaQueryAll(ctx context.Context, db *sql.DB, q string, args []any, scan func(*sql.Rows) error) error {
 	rows, err := db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return fmt.Errorf("%s: %w", strings.Join(strings.Fields(q), " "), err)
@@ -170,7 +170,7 @@ func queryAll(ctx context.Context, db *sql.DB, q string, args []any, scan func(*
 func introspectSQLite(ctx context.Context, db *sql.DB) (*liveSchema, error) {
 	live := &liveSchema{dialect: "sqlite", tables: map[string]*liveTable{}}
 	createSQL := map[string]string{}
-	err := queryAll(ctx, db, `SELECT name, sql FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\_%' ESCAPE '\'`, nil,
+	err := schemaQueryAll(ctx, db, `SELECT name, sql FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\_%' ESCAPE '\'`, nil,
 		func(r *sql.Rows) error {
 			var name, text string
 			if err := r.Scan(&name, &text); err != nil {
@@ -184,7 +184,7 @@ func introspectSQLite(ctx context.Context, db *sql.DB) (*liveSchema, error) {
 		return nil, err
 	}
 	for name, t := range live.tables {
-		err := queryAll(ctx, db, `SELECT name, type, "notnull", dflt_value, pk FROM pragma_table_info(?) ORDER BY cid`, []any{name},
+		err := schemaQueryAll(ctx, db, `SELECT name, type, "notnull", dflt_value, pk FROM pragma_table_info(?) ORDER BY cid`, []any{name},
 			func(r *sql.Rows) error {
 				var c liveColumn
 				var notNull, pk int
@@ -213,7 +213,7 @@ func introspectSQLite(ctx context.Context, db *sql.DB) (*liveSchema, error) {
 			onDelete      string
 		}
 		fkParts := map[int][]fkPart{}
-		err = queryAll(ctx, db, `SELECT id, seq, "table", "from", COALESCE("to", ''), on_delete FROM pragma_foreign_key_list(?)`, []any{name},
+		err = schemaQueryAll(ctx, db, `SELECT id, seq, "table", "from", COALESCE("to", ''), on_delete FROM pragma_foreign_key_list(?)`, []any{name},
 			func(r *sql.Rows) error {
 				var id int
 				var p fkPart
@@ -247,7 +247,7 @@ func introspectSQLite(ctx context.Context, db *sql.DB) (*liveSchema, error) {
 			})
 		}
 
-		err = queryAll(ctx, db, `SELECT name, "unique", origin, partial FROM pragma_index_list(?) ORDER BY name`, []any{name},
+		err = schemaQueryAll(ctx, db, `SELECT name, "unique", origin, partial FROM pragma_index_list(?) ORDER BY name`, []any{name},
 			func(r *sql.Rows) error {
 				var ix liveIndex
 				var unique, partial int
@@ -264,7 +264,7 @@ func introspectSQLite(ctx context.Context, db *sql.DB) (*liveSchema, error) {
 		}
 		for i := range t.indexes {
 			ix := &t.indexes[i]
-			err := queryAll(ctx, db, `SELECT cid, COALESCE(name, ''), "desc" FROM pragma_index_xinfo(?) WHERE key = 1 ORDER BY seqno`, []any{ix.name},
+			err := schemaQueryAll(ctx, db, `SELECT cid, COALESCE(name, ''), "desc" FROM pragma_index_xinfo(?) WHERE key = 1 ORDER BY seqno`, []any{ix.name},
 				func(r *sql.Rows) error {
 					var cid, desc int
 					var col string
@@ -282,7 +282,7 @@ func introspectSQLite(ctx context.Context, db *sql.DB) (*liveSchema, error) {
 			}
 		}
 
-		err = queryAll(ctx, db, `SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ? ORDER BY name`, []any{name},
+		err = schemaQueryAll(ctx, db, `SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ? ORDER BY name`, []any{name},
 			func(r *sql.Rows) error {
 				var tr liveTrigger
 				if err := r.Scan(&tr.name, &tr.def); err != nil {
@@ -310,7 +310,7 @@ var sqliteTriggerEventRE = regexp.MustCompile(`(?is)^\s*CREATE\s+(?:TEMP(?:ORARY
 
 func introspectPostgres(ctx context.Context, db *sql.DB) (*liveSchema, error) {
 	live := &liveSchema{dialect: "postgres", tables: map[string]*liveTable{}}
-	err := queryAll(ctx, db, `SELECT table_name FROM information_schema.tables
+	err := schemaQueryAll(ctx, db, `SELECT table_name FROM information_schema.tables
 		WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'`, nil,
 		func(r *sql.Rows) error {
 			var name string
@@ -331,7 +331,7 @@ func introspectPostgres(ctx context.Context, db *sql.DB) (*liveSchema, error) {
 		return t, nil
 	}
 
-	err = queryAll(ctx, db, `SELECT table_name, column_name, data_type, character_maximum_length,
+	err = schemaQueryAll(ctx, db, `SELECT table_name, column_name, data_type, character_maximum_length,
 			numeric_precision, numeric_scale, is_nullable, column_default
 		FROM information_schema.columns
 		WHERE table_schema = current_schema()
@@ -365,7 +365,7 @@ func introspectPostgres(ctx context.Context, db *sql.DB) (*liveSchema, error) {
 		return nil, err
 	}
 
-	err = queryAll(ctx, db, `SELECT cl.relname, pg_get_constraintdef(co.oid)
+	err = schemaQueryAll(ctx, db, `SELECT cl.relname, pg_get_constraintdef(co.oid)
 		FROM pg_constraint co
 		JOIN pg_class cl ON cl.oid = co.conrelid
 		JOIN pg_namespace n ON n.oid = cl.relnamespace
@@ -385,14 +385,14 @@ func introspectPostgres(ctx context.Context, db *sql.DB) (*liveSchema, error) {
 			if !strings.HasPrefix(def, "CHECK ") {
 				return fmt.Errorf("%s: unexpected CHECK constraint text %q", table, def)
 			}
-			t.checks = append(t.checks, unwrapParens(strings.TrimPrefix(def, "CHECK ")))
+			t.checks = append(t.checks, schemaUnwrapParens(strings.TrimPrefix(def, "CHECK ")))
 			return nil
 		})
 	if err != nil {
 		return nil, err
 	}
 
-	err = queryAll(ctx, db, `SELECT cl.relname,
+	err = schemaQueryAll(ctx, db, `SELECT cl.relname,
 			(SELECT string_agg(a.attname, ',' ORDER BY k.ord)
 			   FROM unnest(co.conkey) WITH ORDINALITY AS k(attnum, ord)
 			   JOIN pg_attribute a ON a.attrelid = co.conrelid AND a.attnum = k.attnum),
@@ -430,7 +430,7 @@ func introspectPostgres(ctx context.Context, db *sql.DB) (*liveSchema, error) {
 	}
 
 	// indoption bit 0 (INDOPTION_DESC) marks a descending key column.
-	err = queryAll(ctx, db, `SELECT tc.relname, ic.relname, i.indisunique, i.indisprimary, i.indpred IS NOT NULL,
+	err = schemaQueryAll(ctx, db, `SELECT tc.relname, ic.relname, i.indisunique, i.indisprimary, i.indpred IS NOT NULL,
 			COALESCE(a.attname, ''), (k.opt & 1) = 1
 		FROM pg_index i
 		JOIN pg_class ic ON ic.oid = i.indexrelid
@@ -471,7 +471,7 @@ func introspectPostgres(ctx context.Context, db *sql.DB) (*liveSchema, error) {
 
 	// tgtype bit 0 is FOR EACH ROW, bit 4 is UPDATE; a non-empty tgattr
 	// means UPDATE OF some columns only.
-	err = queryAll(ctx, db, `SELECT cl.relname, t.tgname,
+	err = schemaQueryAll(ctx, db, `SELECT cl.relname, t.tgname,
 			(t.tgtype::int & 1) <> 0 AND (t.tgtype::int & 16) <> 0 AND COALESCE(array_length(t.tgattr::int2[], 1), 0) = 0,
 			pg_get_triggerdef(t.oid)
 		FROM pg_trigger t

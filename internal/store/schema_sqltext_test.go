@@ -10,10 +10,10 @@ import (
 	"strings"
 )
 
-// sqlScan walks s, calling lit for each single-quoted literal (quotes
+// schemaSQLScan walks s, calling lit for each single-quoted literal (quotes
 // included) and code for each stretch of anything else. Double-quoted
 // identifiers are passed to code whole; comments are dropped.
-func sqlScan(s string, code func(string), lit func(string)) {
+func schemaSQLScan(s string, code func(string), lit func(string)) {
 	var b strings.Builder
 	flush := func() {
 		if b.Len() > 0 {
@@ -70,16 +70,16 @@ func sqlScan(s string, code func(string), lit func(string)) {
 	flush()
 }
 
-// mapCode applies f to everything outside string literals.
-func mapCode(s string, f func(string) string) string {
+// schemaMapCode applies f to everything outside string literals.
+func schemaMapCode(s string, f func(string) string) string {
 	var b strings.Builder
-	sqlScan(s, func(c string) { b.WriteString(f(c)) }, func(l string) { b.WriteString(l) })
+	schemaSQLScan(s, func(c string) { b.WriteString(f(c)) }, func(l string) { b.WriteString(l) })
 	return b.String()
 }
 
-// matchingParen returns the index of the ')' closing the '(' at s[open], or
+// schemaMatchingParen returns the index of the ')' closing the '(' at s[open], or
 // -1, skipping literals and quoted identifiers.
-func matchingParen(s string, open int) int {
+func schemaMatchingParen(s string, open int) int {
 	depth := 0
 	for i := open; i < len(s); i++ {
 		switch s[i] {
@@ -99,10 +99,10 @@ func matchingParen(s string, open int) int {
 	return -1
 }
 
-// unwrapParens trims s and removes parentheses that enclose all of it.
-func unwrapParens(s string) string {
+// schemaUnwrapParens trims s and removes parentheses that enclose all of it.
+func schemaUnwrapParens(s string) string {
 	s = strings.TrimSpace(s)
-	for strings.HasPrefix(s, "(") && matchingParen(s, 0) == len(s)-1 {
+	for strings.HasPrefix(s, "(") && schemaMatchingParen(s, 0) == len(s)-1 {
 		s = strings.TrimSpace(s[1 : len(s)-1])
 	}
 	return s
@@ -116,7 +116,7 @@ func sqlCheckExprs(createSQL string) []string {
 	// Replace literals by same-length placeholders for finding keywords, but
 	// cut the expressions from the comment-free original.
 	var clean, masked strings.Builder
-	sqlScan(createSQL,
+	schemaSQLScan(createSQL,
 		func(c string) { clean.WriteString(c); masked.WriteString(c) },
 		func(l string) { clean.WriteString(l); masked.WriteString(strings.Repeat("_", len(l))) })
 	text, mask := clean.String(), masked.String()
@@ -125,11 +125,11 @@ func sqlCheckExprs(createSQL string) []string {
 		if mask[i] != '(' || !checkKeywordRE.MatchString(mask[:i]) {
 			continue
 		}
-		j := matchingParen(mask, i)
+		j := schemaMatchingParen(mask, i)
 		if j < 0 {
 			break
 		}
-		out = append(out, unwrapParens(text[i+1:j]))
+		out = append(out, schemaUnwrapParens(text[i+1:j]))
 		i = j
 	}
 	return out
@@ -139,19 +139,19 @@ func sqlCheckExprs(createSQL string) []string {
 // column_default print them.
 var pgCastRE = regexp.MustCompile(`::\s*(?:character varying|double precision|timestamp with(?:out)? time zone|time with(?:out)? time zone|[A-Za-z_][A-Za-z0-9_]*)(?:\(\d+(?:,\s*\d+)?\))?(?:\[\])?`)
 
-// stripCasts removes PostgreSQL casts outside string literals.
-func stripCasts(s string) string {
-	return mapCode(s, func(c string) string { return pgCastRE.ReplaceAllString(c, "") })
+// schemaStripCasts removes PostgreSQL casts outside string literals.
+func schemaStripCasts(s string) string {
+	return schemaMapCode(s, func(c string) string { return pgCastRE.ReplaceAllString(c, "") })
 }
 
-// normalizeExpr strips casts and redundant parentheses: "('UTC'::character
+// schemaNormalizeExpr strips casts and redundant parentheses: "('UTC'::character
 // varying)" is "'UTC'".
-func normalizeExpr(s string) string {
-	return unwrapParens(stripCasts(unwrapParens(s)))
+func schemaNormalizeExpr(s string) string {
+	return schemaUnwrapParens(schemaStripCasts(schemaUnwrapParens(s)))
 }
 
-// unquoteLiteral returns the value of s if s is exactly one string literal.
-func unquoteLiteral(s string) (string, bool) {
+// schemaUnquote returns the value of s if s is exactly one string literal.
+func schemaUnquote(s string) (string, bool) {
 	s = strings.TrimSpace(s)
 	if len(s) < 2 || s[0] != '\'' || s[len(s)-1] != '\'' {
 		return "", false
@@ -163,12 +163,12 @@ func unquoteLiteral(s string) (string, bool) {
 	return strings.ReplaceAll(inner, "''", "'"), true
 }
 
-// literalList parses "'a', 'b', 'c'" (and nothing else) into its values.
-func literalList(s string) ([]string, bool) {
+// schemaLiteralList parses "'a', 'b', 'c'" (and nothing else) into its values.
+func schemaLiteralList(s string) ([]string, bool) {
 	var vals []string
 	ok := true
 	expectValue := true
-	sqlScan(s,
+	schemaSQLScan(s,
 		func(c string) {
 			for _, r := range c {
 				switch {
@@ -181,7 +181,7 @@ func literalList(s string) ([]string, bool) {
 			}
 		},
 		func(l string) {
-			v, good := unquoteLiteral(l)
+			v, good := schemaUnquote(l)
 			if !good || !expectValue {
 				ok = false
 			}
@@ -208,12 +208,12 @@ var (
 // of string values, in either dialect's spelling, and returns the column and
 // the values.
 func enumCheck(expr string) (column string, values []string, ok bool) {
-	e := stripCasts(expr)
-	e = mapCode(e, func(c string) string { return identParenRE.ReplaceAllString(c, "$1") })
-	e = unwrapParens(e)
+	e := schemaStripCasts(expr)
+	e = schemaMapCode(e, func(c string) string { return identParenRE.ReplaceAllString(c, "$1") })
+	e = schemaUnwrapParens(e)
 	for _, re := range []*regexp.Regexp{checkInRE, checkAnyRE, checkEqRE} {
 		if m := re.FindStringSubmatch(e); m != nil {
-			if vals, ok := literalList(m[2]); ok {
+			if vals, ok := schemaLiteralList(m[2]); ok {
 				return m[1], vals, true
 			}
 		}
@@ -224,13 +224,13 @@ func enumCheck(expr string) (column string, values []string, ok bool) {
 // jsonValidCheck reports whether a CHECK expression calls json_valid(column).
 func jsonValidCheck(expr, column string) bool {
 	re := regexp.MustCompile(`(?i)\bjson_valid\s*\(\s*"?` + regexp.QuoteMeta(column) + `"?\s*\)`)
-	return re.MatchString(maskLiterals(expr))
+	return re.MatchString(schemaMaskLiterals(expr))
 }
 
-// maskLiterals replaces every string literal by ” and drops comments, so that
+// schemaMaskLiterals replaces every string literal by ” and drops comments, so that
 // text inside literals cannot be mistaken for code.
-func maskLiterals(s string) string {
+func schemaMaskLiterals(s string) string {
 	var b strings.Builder
-	sqlScan(s, func(c string) { b.WriteString(c) }, func(string) { b.WriteString("''") })
+	schemaSQLScan(s, func(c string) { b.WriteString(c) }, func(string) { b.WriteString("''") })
 	return b.String()
 }

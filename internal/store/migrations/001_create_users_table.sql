@@ -1,7 +1,7 @@
 {{updatedAtFunction}}
 
 CREATE TABLE users (
-    id CHAR(26) PRIMARY KEY,
+    id CHAR(26) NOT NULL PRIMARY KEY,
     email VARCHAR(255) NOT NULL UNIQUE,
     password VARCHAR(255) NOT NULL,
     two_factor_secret TEXT NULL,

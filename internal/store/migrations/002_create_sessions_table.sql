@@ -2,7 +2,7 @@
 -- stored, so a copy of the database cannot be replayed as a login. The id is a
 -- public handle for listing and revoking a session.
 CREATE TABLE sessions (
-    id CHAR(26) PRIMARY KEY,
+    id CHAR(26) NOT NULL PRIMARY KEY,
     user_id CHAR(26) NOT NULL REFERENCES users(id) ON DELETE CASCADE,
     token_hash CHAR(64) NOT NULL UNIQUE,
     two_factor_pending BOOLEAN NOT NULL DEFAULT FALSE,

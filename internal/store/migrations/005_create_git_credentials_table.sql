@@ -1,5 +1,5 @@
 CREATE TABLE git_credentials (
-    id CHAR(26) PRIMARY KEY,
+    id CHAR(26) NOT NULL PRIMARY KEY,
     name VARCHAR(100) NOT NULL,
     type VARCHAR(10) NOT NULL CHECK (type IN ('ssh_key', 'token', 'basic')),
     credentials TEXT NOT NULL,

@@ -1,5 +1,5 @@
 CREATE TABLE apps (
-    id CHAR(26) PRIMARY KEY,
+    id CHAR(26) NOT NULL PRIMARY KEY,
     server_id CHAR(26) NOT NULL REFERENCES servers(id) ON DELETE CASCADE,
     name VARCHAR(100) NOT NULL,
     git_repository VARCHAR(500) NOT NULL,

@@ -1,5 +1,5 @@
 CREATE TABLE deployments (
-    id CHAR(26) PRIMARY KEY,
+    id CHAR(26) NOT NULL PRIMARY KEY,
     app_id CHAR(26) NOT NULL REFERENCES apps(id) ON DELETE CASCADE,
     user_id CHAR(26) NULL REFERENCES users(id) ON DELETE SET NULL,
     commit_hash VARCHAR(40) NOT NULL,

@@ -1,5 +1,5 @@
 CREATE TABLE backup_destinations (
-    id CHAR(26) PRIMARY KEY,
+    id CHAR(26) NOT NULL PRIMARY KEY,
     name VARCHAR(100) NOT NULL,
     type VARCHAR(15) NOT NULL CHECK (type IN ('google_drive', 'backblaze_b2', 'sftp', 'local')),
     credentials TEXT NOT NULL,

@@ -1,5 +1,5 @@
 CREATE TABLE backup_schedules (
-    id CHAR(26) PRIMARY KEY,
+    id CHAR(26) NOT NULL PRIMARY KEY,
     app_id CHAR(26) NOT NULL REFERENCES apps(id) ON DELETE CASCADE,
     backup_destination_id CHAR(26) NOT NULL REFERENCES backup_destinations(id) ON DELETE CASCADE,
     type VARCHAR(10) NOT NULL CHECK (type IN ('database', 'files', 'full')),

@@ -1,5 +1,5 @@
 CREATE TABLE server_metrics (
-    id CHAR(26) PRIMARY KEY,
+    id CHAR(26) NOT NULL PRIMARY KEY,
     server_id CHAR(26) NOT NULL REFERENCES servers(id) ON DELETE CASCADE,
     cpu_percent DECIMAL(5,2) NOT NULL,
     ram_used_mb INT NOT NULL,

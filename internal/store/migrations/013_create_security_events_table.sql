@@ -1,5 +1,5 @@
 CREATE TABLE security_events (
-    id CHAR(26) PRIMARY KEY,
+    id CHAR(26) NOT NULL PRIMARY KEY,
     user_id CHAR(26) NULL REFERENCES users(id) ON DELETE SET NULL,
     server_id CHAR(26) NULL REFERENCES servers(id) ON DELETE SET NULL,
     event_type VARCHAR(50) NOT NULL,

@@ -1,5 +1,5 @@
 CREATE TABLE activity_log (
-    id CHAR(26) PRIMARY KEY,
+    id CHAR(26) NOT NULL PRIMARY KEY,
     user_id CHAR(26) NULL REFERENCES users(id) ON DELETE SET NULL,
     action VARCHAR(50) NOT NULL,
     subject_type VARCHAR(50) NOT NULL,

@@ -2,7 +2,7 @@
 -- and by IP. email is normalised and recorded even when no such user exists, so
 -- that guessing unknown accounts is throttled the same way.
 CREATE TABLE login_attempts (
-    id CHAR(26) PRIMARY KEY,
+    id CHAR(26) NOT NULL PRIMARY KEY,
     email VARCHAR(255) NOT NULL,
     user_id CHAR(26) NULL REFERENCES users(id) ON DELETE SET NULL,
     ip_address VARCHAR(45) NOT NULL,

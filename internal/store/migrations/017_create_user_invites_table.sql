@@ -1,7 +1,7 @@
 -- Admin-issued invitations. The role is fixed by the inviter and copied to the
 -- new user on acceptance; the emailed token is stored only as its SHA-256.
 CREATE TABLE user_invites (
-    id CHAR(26) PRIMARY KEY,
+    id CHAR(26) NOT NULL PRIMARY KEY,
     email VARCHAR(255) NOT NULL,
     role VARCHAR(10) NOT NULL CHECK (role IN ('admin', 'operator', 'viewer')),
     token_hash CHAR(64) NOT NULL UNIQUE,

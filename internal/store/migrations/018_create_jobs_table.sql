@@ -3,7 +3,7 @@
 -- unique_key keeps at most one queued-or-running job per key; concurrency_key
 -- lets many jobs queue but only one run at a time per key.
 CREATE TABLE jobs (
-    id CHAR(26) PRIMARY KEY,
+    id CHAR(26) NOT NULL PRIMARY KEY,
     kind VARCHAR(50) NOT NULL,
     payload {{json "payload"}} NOT NULL DEFAULT '{}',
     status VARCHAR(10) NOT NULL DEFAULT 'queued' CHECK (status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')),
