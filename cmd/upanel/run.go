@@ -55,7 +55,14 @@ var commands = []command{
 // run is main without the process: tests call it with their own arguments,
 // environment and output.
 func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
-	e := &env{getenv: getenv, stdin: stdin, stdout: stdout, stderr: stderr, redactor: logging.NewRedactor()}
+	return newEnv(getenv, stdin, stdout, stderr).run(ctx, args)
+}
+
+func newEnv(getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) *env {
+	return &env{getenv: getenv, stdin: stdin, stdout: stdout, stderr: stderr, redactor: logging.NewRedactor()}
+}
+
+func (e *env) run(ctx context.Context, args []string) error {
 	return dispatch(ctx, e, "upanel", commands, args)
 }
 

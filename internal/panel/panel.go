@@ -26,8 +26,8 @@ import (
 
 // Options are the hooks tests and embedders need; the zero value is fine.
 type Options struct {
-	// Handlers adds job handlers beyond the built-in ones.
-	Handlers map[string]jobs.Handler
+	// Handlers adds job handlers beyond the built-in ones (tests).
+	Handlers func(db *store.DB) map[string]jobs.Handler
 	// Listening is called with the bound address once the server accepts
 	// connections (tests listen on port 0).
 	Listening func(addr net.Addr)
@@ -103,8 +103,10 @@ func Serve(ctx context.Context, cfg config.Config, log *slog.Logger, red *loggin
 	if err := registerJobs(runner, sched, db, log, cfg); err != nil {
 		return err
 	}
-	for kind, h := range opts.Handlers {
-		runner.Handle(kind, h)
+	if opts.Handlers != nil {
+		for kind, h := range opts.Handlers(db) {
+			runner.Handle(kind, h)
+		}
 	}
 
 	ln, err := net.Listen("tcp", cfg.Addr)
