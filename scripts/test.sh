@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Runs every test, once, with -race, against SQLite and a private PostgreSQL that
+# this script installs (as root, on Debian) and starts. Under CI=true a test that
+# lacks a service fails instead of skipping.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/services.sh
+trap stop_services EXIT
+
+need_packages gcc:gcc # -race needs cgo
+start_postgres
+
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [ -n "$unformatted" ]; then
+	echo "gofmt would change: $unformatted" >&2
+	exit 1
+fi
+go vet ./...
+go test -race -count=1 -timeout 75m ./... "$@"
