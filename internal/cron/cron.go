@@ -10,9 +10,10 @@
 //     to instants, so "30 2 * * *" means 02:30 on the clock on the wall.
 //   - A wall time that the clocks skip runs once, at the first instant after
 //     the gap; several skipped candidates collapse into that one run.
-//   - A wall time that happens twice runs at its first occurrence only, unless
-//     the hour field covers every hour: such interval jobs (hourly, every 15
-//     minutes, ...) run at both occurrences so that they keep their interval.
+//   - A wall time that happens twice runs at its first occurrence only.
+//   - Jobs whose hour field covers every hour (hourly, every 15 minutes, ...)
+//     keep their interval instead: they run at both occurrences of a repeated
+//     time and skip times that do not exist, since their next run is near.
 //
 // Zone transitions are taken from the zone data itself, so shifts other than
 // one hour (Australia/Lord_Howe moves by 30 minutes) work as well.
@@ -30,7 +31,7 @@ import (
 // stored unchanged.
 const maxExprLen = 100
 
-// horizon is how far Next looks ahead. A schedule that does not fire within
+// horizonYears is how far Next looks ahead. A schedule that does not fire within
 // it is treated as one that never fires; ten years is enough for Feb 29.
 const horizonYears = 10
 
@@ -59,13 +60,12 @@ var (
 	dowField = field{name: "day-of-week", min: 0, max: 7, names: dayNames}
 )
 
-// Full sets of each field, after folding 7 onto 0 for day-of-week.
+// Full sets of the fields whose fullness changes behaviour, after folding 7
+// onto 0 for day-of-week.
 const (
-	allMinutes = 1<<60 - 1
-	allHours   = 1<<24 - 1
-	allDoms    = (1<<32 - 1) &^ 1 // bits 1..31
-	allMonths  = (1<<13 - 1) &^ 1 // bits 1..12
-	allDows    = 1<<7 - 1         // bits 0..6
+	allHours = 1<<24 - 1
+	allDoms  = (1<<32 - 1) &^ 1 // bits 1..31
+	allDows  = 1<<7 - 1         // bits 0..6
 )
 
 // macros maps the supported shorthands to the expression they stand for.
@@ -237,15 +237,17 @@ func parseField(text string, f field) (uint64, error) {
 		}
 		step := 1
 		if hasStep {
+			// A step that cannot select a second value is a mistake
+			// ("*/60" for hourly), not a way to write a single value.
 			n, ok := parseNumber(stepText)
 			switch {
 			case stepText == "":
 				return 0, fail("missing step after %q", "/")
-			case !ok:
+			case !isDigits(stepText):
 				return 0, fail("invalid step %q", stepText)
-			case n == 0:
+			case ok && n == 0:
 				return 0, fail("step 0 is not allowed")
-			case n > 1 && n > hi-lo:
+			case !ok || n > 1 && n > hi-lo:
 				return 0, fail("step %s is larger than the range %d-%d", stepText, lo, hi)
 			}
 			step = n

@@ -48,7 +48,7 @@ func (s Schedule) Next(t time.Time) time.Time {
 			}
 		}
 		if w, ok := s.findWall(from, to); ok {
-			return checkLimit(w.Add(-seconds(off)), limit)
+			return checkRun(w.Add(-seconds(off)), t, limit)
 		}
 		if end.IsZero() || end.After(limit) {
 			return time.Time{}
@@ -60,16 +60,22 @@ func (s Schedule) Next(t time.Time) time.Time {
 		if e := wall(end, prevOff); !haveSeen || e.After(seen) {
 			seen, haveSeen = e, true
 		}
-		start, end, off = zoneAt(end, loc)
-		if off > prevOff {
+		// The new period starts where the old one ended, whatever
+		// ZoneBounds says (see zoneAt).
+		start = end
+		_, end, off = zoneAt(start, loc)
+		if off > prevOff && !everyHour {
 			// Spring forward: the walls in [start+prevOff, start+off) do not
-			// exist. Any candidate among them runs once, at start.
+			// exist. Any candidate among them runs once, at start. A job that
+			// runs every hour skips them instead, as in Vixie cron: its next
+			// run in the new period is soon, and running at the gap's end too
+			// would run it twice within the hour.
 			gapFrom := ceilMinute(wall(start, prevOff))
 			if seen.After(gapFrom) {
 				gapFrom = ceilMinute(seen)
 			}
 			if _, ok := s.findWall(gapFrom, wall(start, off)); ok {
-				return checkLimit(start.UTC(), limit)
+				return checkRun(start.UTC(), t, limit)
 			}
 		}
 		from = ceilMinute(wall(start, off))
@@ -93,11 +99,17 @@ func zoneAt(u time.Time, loc *time.Location) (start, end time.Time, offset int) 
 	if !end.IsZero() && !end.After(u) {
 		end = u.UTC().Truncate(24 * time.Hour).Add(24 * time.Hour)
 	}
+	if start.After(u) {
+		start = u
+	}
 	return start, end, offset
 }
 
-func checkLimit(run, limit time.Time) time.Time {
-	if run.After(limit) {
+// checkRun enforces the horizon. It also refuses a run that is not after t,
+// which the search cannot produce from sane zone data; a scheduler fed such
+// a run would loop on it.
+func checkRun(run, t, limit time.Time) time.Time {
+	if run.After(limit) || !run.After(t) {
 		return time.Time{}
 	}
 	return run

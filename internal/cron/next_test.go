@@ -2,6 +2,8 @@ package cron
 
 import (
 	"fmt"
+	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 	_ "time/tzdata" // zone data must not depend on the test machine
@@ -164,7 +166,7 @@ func TestNextDST(t *testing.T) {
 		{"Lord Howe 02:30 exists", "30 2 * * *", "Australia/Lord_Howe", utc(2026, 10, 3, 12, 0),
 			[]time.Time{utc(2026, 10, 3, 15, 30), utc(2026, 10, 4, 15, 30)}},
 		{"Lord Howe gap hourly", "0 * * * *", "Australia/Lord_Howe", utc(2026, 10, 3, 14, 0),
-			[]time.Time{utc(2026, 10, 3, 14, 30), utc(2026, 10, 3, 15, 30), utc(2026, 10, 3, 16, 0)}},
+			[]time.Time{utc(2026, 10, 3, 14, 30), utc(2026, 10, 3, 16, 0), utc(2026, 10, 3, 17, 0)}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -204,7 +206,7 @@ func TestNextFullYear(t *testing.T) {
 			end := time.Date(tt.year+1, 1, 1, 0, 0, 0, 0, berlin)
 			days := map[string]bool{}
 			runs := 0
-			for cur := s.Next(start); cur.Before(end); cur = s.Next(cur) {
+			for _, cur := range collectRuns(t, s, start, end) {
 				runs++
 				day := cur.In(berlin).Format(time.DateOnly)
 				if days[day] {
@@ -269,6 +271,19 @@ func TestNextMatchesOracle(t *testing.T) {
 		"* * * * *", "30 2 * * *", "0 2 * * *", "59 1 * * *", "0 3 * * *", "45 1 * * *", "15 2 * * *",
 		"0 * * * *", "15 * * * *", "*/30 * * * *", "*/15 2 * * *", "0 1-3 * * *", "0,30 2,3 * * *",
 		"*/10 1,2 * * *", "0 */2 * * *", "30 2 * * 0", "30 2 29 3 *",
+		"0 0 * * *", "30 0 * * *", "59 23 * * *", "30 0 * * 0", "0 0 1-7 * SUN",
+	}
+	// And some arbitrary ones, the same on every run.
+	rng := rand.New(rand.NewPCG(1, 2))
+	pick := func(opts ...string) string { return opts[rng.IntN(len(opts))] }
+	for range 40 {
+		exprs = append(exprs, strings.Join([]string{
+			pick("*", "0", "30", "*/15", "*/7", "5-20/5", "0,45", "59", "10-12"),
+			pick("*", "*", "0", "1", "2", "3", "23", "1-3", "*/2", "0,2", "22-23", "*/1"),
+			pick("*", "*", "*", "1", "13", "1-7", "*/2", "28-31"),
+			pick("*", "*", "*", "1-6", "3,4,9,10", "*/2"),
+			pick("*", "*", "*", "0", "1-5", "SAT,SUN", "*/3"),
+		}, " "))
 	}
 	zones := []string{
 		"Europe/Berlin", "America/New_York", "Australia/Lord_Howe",
@@ -292,15 +307,30 @@ func TestNextMatchesOracle(t *testing.T) {
 			for _, expr := range exprs {
 				s := mustParse(t, expr, tz)
 				want := tl.runs(s)
-				var got []time.Time
-				for cur := s.Next(from); !cur.After(to); cur = s.Next(cur) {
-					got = append(got, cur)
-				}
+				got := collectRuns(t, s, from, to)
 				if fmt.Sprint(got) != fmt.Sprint(want) {
 					t.Errorf("%q in %s around %v:\n got %v\nwant %v", expr, tz, tr, got, want)
 				}
 			}
 		}
+	}
+}
+
+// collectRuns returns the runs in (from, to], failing the test if Next does
+// not move forward.
+func collectRuns(t *testing.T, s Schedule, from, to time.Time) []time.Time {
+	t.Helper()
+	var runs []time.Time
+	for cur := from; ; {
+		next := s.Next(cur)
+		if next.IsZero() || next.After(to) {
+			return runs
+		}
+		if !next.After(cur) {
+			t.Fatalf("%q in %s: Next(%v) = %v, not after its input", s, s.Location(), cur, next)
+		}
+		runs = append(runs, next)
+		cur = next
 	}
 }
 
@@ -347,8 +377,8 @@ func newTimeline(loc *time.Location, from, to time.Time) timeline {
 
 // runs lists the runs in (from, to] by reading the DST rules literally: a
 // minute runs when its wall time matches and is shown for the first time (or
-// at any time if every hour matches), or when a wall time skipped just before
-// it matches.
+// at any time if every hour matches), or, unless every hour matches, when a
+// wall time skipped just before it matches.
 func (tl timeline) runs(s Schedule) []time.Time {
 	everyHour := s.hour == allHours
 	matches := func(w time.Time) bool {
@@ -359,7 +389,7 @@ func (tl timeline) runs(s Schedule) []time.Time {
 	for _, m := range tl.minutes {
 		run := matches(m.wall) && (everyHour || m.first)
 		for _, g := range m.skipped {
-			run = run || matches(g)
+			run = run || (!everyHour && matches(g))
 		}
 		if run && m.instant.After(tl.from) {
 			runs = append(runs, m.instant)
@@ -393,10 +423,7 @@ func TestNextLeapYearEnd(t *testing.T) {
 		for _, expr := range exprs {
 			s := mustParse(t, expr, tz)
 			want := tl.runs(s)
-			var got []time.Time
-			for cur := s.Next(from); !cur.IsZero() && !cur.After(to); cur = s.Next(cur) {
-				got = append(got, cur)
-			}
+			got := collectRuns(t, s, from, to)
 			if fmt.Sprint(got) != fmt.Sprint(want) {
 				t.Errorf("%q in %s:\n got %v\nwant %v", expr, tz, got, want)
 			}

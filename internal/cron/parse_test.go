@@ -33,6 +33,7 @@ func TestParseValid(t *testing.T) {
 		{"0 2 * * *", "0 2 * * *"},
 		{"  0\t2   *  *\t\t* ", "0 2 * * *"},
 		{"* * * * *", "* * * * *"},
+		{"0 0 * * *" + strings.Repeat(" ", 91), "0 0 * * *"}, // exactly 100 bytes
 		{"59 23 31 12 6", "59 23 31 12 6"},
 		{"00 02 01 01 00", "0 2 1 1 0"},
 		// ranges and lists
@@ -171,6 +172,9 @@ func TestParseErrors(t *testing.T) {
 		{"step over n/s range", "50/20 * * * *", "", "step 20 is larger than the range 50-59"},
 		{"step on single value", "5-5/2 * * * *", "", "step 2 is larger than the range 5-5"},
 		{"step 13 month", "0 0 * */13 *", "", "step 13 is larger than the range 1-12"},
+		{"step 8 dow", "0 0 * * */8", "", "step 8 is larger than the range 0-7"},
+		{"huge step", "*/99999999999999999999 * * * *", "", "step 99999999999999999999 is larger than the range 0-59"},
+		{"step 00", "*/00 * * * *", "", "step 0 is not allowed"},
 		{"missing step", "*/ * * * *", "", `missing step after "/"`},
 		{"bad step", "*/x * * * *", "", `invalid step "x"`},
 		{"signed step", "*/+5 * * * *", "", `invalid step "+5"`},
@@ -249,27 +253,31 @@ func TestZeroScheduleNeverFires(t *testing.T) {
 }
 
 func FuzzParse(f *testing.F) {
-	for _, seed := range []struct{ expr, tz string }{
-		{"0 2 * * *", "Europe/Berlin"},
-		{"30 2 * * *", "Europe/Berlin"},
-		{"*/15 * * * *", "America/New_York"},
-		{"0 0 29 2 *", ""},
-		{"0 0 30 2 *", ""},
-		{"0 0 13 * FRI", "Australia/Lord_Howe"},
-		{"5/15 1-5,7 */2 JAN-MAR,dec sun-sat", "UTC"},
-		{"@weekly", "Asia/Kolkata"},
-		{"@every 1h", ""},
-		{"1-2-3 ,, */0 */99 8", "Local"},
-		{"\x00\xff", "../x"},
+	for _, seed := range []struct {
+		expr, tz string
+		at       int64
+	}{
+		{"0 2 * * *", "Europe/Berlin", 0},
+		{"30 2 * * *", "Europe/Berlin", 1774746000}, // 2026-03-29T01:00:00Z
+		{"*/15 * * * *", "America/New_York", 1793512800},
+		{"0 0 29 2 *", "", 1835395200},
+		{"0 0 30 2 *", "", 0},
+		{"0 0 13 * FRI", "Australia/Lord_Howe", -1},
+		{"5/15 1-5,7 */2 JAN-MAR,dec sun-sat", "UTC", 1 << 40},
+		{"@weekly", "Asia/Kolkata", -1 << 40},
+		{"@every 1h", "", 0},
+		{"1-2-3 ,, */0 */99 8", "Local", 0},
+		{"\x00\xff", "../x", 0},
 	} {
-		f.Add(seed.expr, seed.tz)
+		f.Add(seed.expr, seed.tz, seed.at)
 	}
-	from := []time.Time{
+	fixed := []time.Time{
 		time.Date(2026, 3, 29, 0, 59, 59, 999999999, time.UTC),
 		time.Date(2026, 10, 25, 1, 30, 0, 0, time.UTC),
 		time.Date(2028, 2, 28, 23, 59, 0, 0, time.UTC),
+		time.Date(2040, 12, 31, 12, 0, 0, 0, time.UTC),
 	}
-	f.Fuzz(func(t *testing.T, expr, tz string) {
+	f.Fuzz(func(t *testing.T, expr, tz string, at int64) {
 		s, err := Parse(expr, tz)
 		if err != nil {
 			if s != (Schedule{}) {
@@ -280,7 +288,17 @@ func FuzzParse(f *testing.F) {
 		if len(expr) > maxExprLen {
 			t.Fatalf("Parse accepted a %d-byte expression", len(expr))
 		}
-		for _, t0 := range from {
+		// Any instant between 1700 and 2300, to the nanosecond.
+		const span = 600 * 365 * 24 * 3600
+		sec, nsec := at%span, at%1e9
+		if sec < 0 {
+			sec += span
+		}
+		if nsec < 0 {
+			nsec += 1e9
+		}
+		random := time.Unix(sec-8520336000, nsec) // 1700-01-01 is 8520336000 s before 1970
+		for _, t0 := range append([]time.Time{random}, fixed...) {
 			if next := s.Next(t0); !next.IsZero() && !next.After(t0) {
 				t.Fatalf("Parse(%q, %q).Next(%v) = %v, not after its input", expr, tz, t0, next)
 			}
