@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 . scripts/services.sh
 trap stop_services EXIT
 
-need_packages gcc:gcc # -race needs cgo
+need_packages gcc:gcc oathtool:oathtool chromium:chromium # -race needs cgo; 2FA codes from an independent implementation; browser tests
 start_postgres
 
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
@@ -16,4 +16,5 @@ if [ -n "$unformatted" ]; then
 	exit 1
 fi
 go vet ./...
+go tool -n mailpit >/dev/null # build the test SMTP server once, up front
 go test -race -count=1 -timeout 75m ./... "$@"

@@ -2,9 +2,12 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"upanel/internal/store"
 )
 
 func TestCommandLine(t *testing.T) {
@@ -44,7 +47,7 @@ func TestCommandLine(t *testing.T) {
 		{name: "key and key file", vars: map[string]string{"UPANEL_APP_KEY": "base64:x", "UPANEL_APP_KEY_FILE": "/x"}, args: []string{"migrate", "status", "--data-dir", dir}, usage: true, errText: "not both"},
 		{name: "bad batch", args: []string{"key", "rotate", "--batch", "0", "--data-dir", dir}, usage: true, errText: "batch"},
 		{name: "bad app key", vars: map[string]string{"UPANEL_APP_KEY": "base64:short"}, args: []string{"key", "rotate", "--data-dir", filepath.Join(dir, "k")}, failure: true, errText: "UPANEL_APP_KEY"},
-		{name: "migrate status", args: []string{"migrate", "status", "--data-dir", filepath.Join(dir, "s")}, out: "019_create_encryption_keys_table"},
+		{name: "migrate status", args: []string{"migrate", "status", "--data-dir", filepath.Join(dir, "s")}, out: "001_create_users_table"},
 		{name: "migrate up", args: []string{"migrate", "up", "--data-dir", filepath.Join(dir, "s")}, out: "database is at version"},
 		{name: "key generate", args: []string{"key", "generate"}, out: "base64:"},
 	} {
@@ -73,7 +76,7 @@ func TestCommandLine(t *testing.T) {
 func TestMigrateStatusShowsPendingThenApplied(t *testing.T) {
 	dir := t.TempDir()
 	out, _, err := runCmd(t, nil, "migrate", "status", "--data-dir", dir)
-	if err != nil || !strings.Contains(out, "19 pending") {
+	if err != nil || !strings.Contains(out, fmt.Sprintf("%d pending", store.LatestVersion())) {
 		t.Fatalf("fresh status: %v\n%s", err, out)
 	}
 	if _, _, err := runCmd(t, nil, "migrate", "up", "--data-dir", dir); err != nil {

@@ -10,6 +10,16 @@ import (
 	"upanel/internal/store/storetest"
 )
 
+// count runs a COUNT-like query that must succeed.
+func count(t *testing.T, db *store.DB, q string, args ...any) int {
+	t.Helper()
+	var n int
+	if err := db.QueryRowRaw(context.Background(), q, args...).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+	return n
+}
+
 // jobRuns counts test_job_runs rows of a job by event.
 func jobRuns(t *testing.T, db *store.DB, jobID, event string) int {
 	t.Helper()
@@ -121,25 +131,19 @@ func TestTwoServeProcessesNeverRunAJobTwice(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, 120*time.Second, "every job to finish", func() bool {
-		var left int
-		db.QueryRowRaw(ctx, "SELECT COUNT(*) FROM jobs WHERE kind = 'test.record' AND status <> 'succeeded'").Scan(&left)
-		return left == 0
+		return count(t, db, "SELECT COUNT(*) FROM jobs WHERE kind = 'test.record' AND status <> 'succeeded'") == 0
 	})
-	var dupStarts, dupFinishes, owners int
-	db.QueryRowRaw(ctx, "SELECT COUNT(*) FROM (SELECT job_id FROM test_job_runs WHERE event = 'start' GROUP BY job_id HAVING COUNT(*) > 1) d").Scan(&dupStarts)
-	db.QueryRowRaw(ctx, "SELECT COUNT(*) FROM (SELECT job_id FROM test_job_runs WHERE event = 'finish' GROUP BY job_id HAVING COUNT(*) <> 1) d").Scan(&dupFinishes)
-	db.QueryRowRaw(ctx, "SELECT COUNT(DISTINCT owner) FROM test_job_runs").Scan(&owners)
-	var finished int
-	db.QueryRowRaw(ctx, "SELECT COUNT(DISTINCT job_id) FROM test_job_runs WHERE event = 'finish'").Scan(&finished)
+	dupStarts := count(t, db, "SELECT COUNT(*) FROM (SELECT job_id FROM test_job_runs WHERE event = 'start' GROUP BY job_id HAVING COUNT(*) > 1) d")
+	dupFinishes := count(t, db, "SELECT COUNT(*) FROM (SELECT job_id FROM test_job_runs WHERE event = 'finish' GROUP BY job_id HAVING COUNT(*) <> 1) d")
+	owners := count(t, db, "SELECT COUNT(DISTINCT owner) FROM test_job_runs")
+	finished := count(t, db, "SELECT COUNT(DISTINCT job_id) FROM test_job_runs WHERE event = 'finish'")
 	if dupStarts != 0 || dupFinishes != 0 || finished != n {
 		t.Fatalf("%d jobs started twice, %d not finished exactly once, %d of %d finished", dupStarts, dupFinishes, finished, n)
 	}
 	if owners != 2 {
 		t.Errorf("work was done by %d processes, want both (the test shows nothing if one did it all)", owners)
 	}
-	var attempts int
-	db.QueryRowRaw(ctx, "SELECT MAX(attempts) FROM jobs WHERE kind = 'test.record'").Scan(&attempts)
-	if attempts != 1 {
+	if attempts := count(t, db, "SELECT MAX(attempts) FROM jobs WHERE kind = 'test.record'"); attempts != 1 {
 		t.Errorf("some job took %d attempts; none should have failed", attempts)
 	}
 }

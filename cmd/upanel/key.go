@@ -19,7 +19,7 @@ func cmdKeyGenerate(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintln(e.stdout, k.String())
+	fmt.Fprintln(e.stdout, k.Encode())
 	return nil
 }
 

@@ -49,6 +49,17 @@ var commands = []command{
 		{name: "generate", summary: "print a new app key for UPANEL_APP_KEY", run: cmdKeyGenerate},
 		{name: "rotate", summary: "re-encrypt every secret with a new key (resumable; stop serve first)", run: cmdKeyRotate},
 	}},
+	{name: "audit", summary: "check the audit trail", sub: []command{
+		{name: "verify", summary: "verify the activity log's hash chain and report the first broken link", run: cmdAuditVerify},
+	}},
+	{name: "user", summary: "manage users from the shell", sub: []command{
+		{name: "create", summary: "create a user (password from stdin, or generated)", run: cmdUserCreate},
+		{name: "list", summary: "list users", run: cmdUserList},
+		{name: "reset-2fa", summary: "turn off a user's two-factor authentication (lost device)", run: cmdUserReset2FA},
+	}},
+	{name: "token", summary: "manage API tokens", sub: []command{
+		{name: "create", summary: "create an API token for a user and print it", run: cmdTokenCreate},
+	}},
 	{name: "version", summary: "print the version", run: cmdVersion},
 }
 
@@ -100,6 +111,12 @@ func printCommands(w io.Writer, path string, cmds []command) {
 // parseFlags parses a command's flags. --help prints usage to stdout and ends the
 // command successfully; anything malformed is a usage error.
 func parseFlags(e *env, fs *flag.FlagSet, usage string, args []string) (help bool, err error) {
+	return parseFlagsArgs(e, fs, usage, args, 0)
+}
+
+// parseFlagsArgs is parseFlags for commands that take exactly nargs
+// positional arguments after their flags.
+func parseFlagsArgs(e *env, fs *flag.FlagSet, usage string, args []string, nargs int) (help bool, err error) {
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
 	printUsage := func(w io.Writer) {
@@ -116,28 +133,40 @@ func parseFlags(e *env, fs *flag.FlagSet, usage string, args []string) (help boo
 		printUsage(e.stderr)
 		return false, usageError{err.Error()}
 	}
-	if fs.NArg() > 0 {
+	if fs.NArg() > nargs {
 		printUsage(e.stderr)
-		return false, usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
+		return false, usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(nargs))}
+	}
+	if fs.NArg() < nargs {
+		printUsage(e.stderr)
+		return false, usageError{"missing argument: " + usage}
 	}
 	return false, nil
 }
 
 // loadConfig reads the environment, applies flags bound by bind, and validates.
 func loadConfig(e *env, name, usage string, args []string, bind func(*config.Config, *flag.FlagSet)) (cfg config.Config, help bool, err error) {
+	cfg, _, help, err = loadConfigArgs(e, name, usage, args, 0, bind)
+	return cfg, help, err
+}
+
+// loadConfigArgs is loadConfig for commands with nargs positional arguments,
+// which it returns.
+func loadConfigArgs(e *env, name, usage string, args []string, nargs int, bind func(*config.Config, *flag.FlagSet)) (cfg config.Config, rest []string, help bool, err error) {
 	cfg, envErr := config.FromEnv(e.getenv)
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	bind(&cfg, fs)
-	if help, err = parseFlags(e, fs, usage, args); help || err != nil {
-		return cfg, help, err
+	if help, err = parseFlagsArgs(e, fs, usage, args, nargs); help || err != nil {
+		return cfg, nil, help, err
 	}
+	rest = fs.Args()
 	if envErr != nil {
-		return cfg, false, usageError{envErr.Error()}
+		return cfg, nil, false, usageError{envErr.Error()}
 	}
 	if err := cfg.Finish(); err != nil {
-		return cfg, false, usageError{strings.ReplaceAll(err.Error(), "\n", "; ")}
+		return cfg, nil, false, usageError{strings.ReplaceAll(err.Error(), "\n", "; ")}
 	}
-	return cfg, false, nil
+	return cfg, rest, false, nil
 }
 
 func (e *env) logger(cfg config.Config) *slog.Logger {

@@ -113,14 +113,14 @@ func TestServeRefusesAWrongKeyAndChangesNothing(t *testing.T) {
 			for k, v := range vars {
 				bad[k] = v
 			}
-			bad["UPANEL_APP_KEY"] = wrong.String()
+			bad["UPANEL_APP_KEY"] = wrong.Encode()
 			_, _, err := runCmd(t, bad, "serve", "--addr", "127.0.0.1:0")
 			if err == nil || !strings.Contains(err.Error(), "not configured") || !strings.Contains(err.Error(), "nothing was changed") {
 				t.Fatalf("serve with a wrong key: %v", err)
 			}
 			// The key file of the data dir is ignored when a key is given, and
 			// a different key file is refused the same way.
-			os.WriteFile(filepath.Join(dataDir, "other.key"), []byte(wrong.String()+"\n"), 0o600)
+			os.WriteFile(filepath.Join(dataDir, "other.key"), []byte(wrong.Encode()+"\n"), 0o600)
 			delete(bad, "UPANEL_APP_KEY")
 			bad["UPANEL_APP_KEY_FILE"] = filepath.Join(dataDir, "other.key")
 			if _, _, err := runCmd(t, bad, "serve", "--addr", "127.0.0.1:0"); err == nil {
@@ -161,7 +161,7 @@ func TestKeyRotateWithKeyFile(t *testing.T) {
 			if len(newKeys) != 1 || newKeys[0].ID() == oldKeys[0].ID() {
 				t.Fatalf("key file after rotation holds %d keys (old %s): %s", len(newKeys), oldKeys[0].ID(), out)
 			}
-			for _, want := range []string{"re-encrypted 8 secrets", "removed unused keys " + oldKeys[0].ID()} {
+			for _, want := range []string{fmt.Sprintf("re-encrypted %d secrets", len(store.SecretColumns)), "removed unused keys " + oldKeys[0].ID()} {
 				if !strings.Contains(out, want) {
 					t.Errorf("rotate output lacks %q:\n%s", want, out)
 				}
@@ -174,8 +174,54 @@ func TestKeyRotateWithKeyFile(t *testing.T) {
 			}
 			storetest.AssertNotStored(t, rotated, dbURL, canary)
 			startServe(t, vars).stop(t) // the panel starts on the rotated key
+
+			// The old key is kept apart for restoring old backups...
+			kept, err := secret.ReadKeyFile(keyFile+".retired", true)
+			if err != nil || len(kept) != 1 || kept[0].ID() != oldKeys[0].ID() {
+				t.Fatalf("retired keys file: %v, %v", kept, err)
+			}
+			// ...but a panel started from an old copy of the key file refuses.
+			stale := map[string]string{}
+			for k, v := range vars {
+				stale[k] = v
+			}
+			stale["UPANEL_APP_KEY"] = oldKeys[0].Encode()
+			if _, _, err := runCmd(t, stale, "serve", "--addr", "127.0.0.1:0"); err == nil || !strings.Contains(err.Error(), newKeys[0].ID()) {
+				t.Fatalf("serve with the retired key: %v", err)
+			}
+			stale["UPANEL_APP_PREVIOUS_KEYS"] = newKeys[0].Encode() // knows the data's key, but would write with the retired one
+			if _, _, err := runCmd(t, stale, "serve", "--addr", "127.0.0.1:0"); err == nil || !strings.Contains(err.Error(), "retired") {
+				t.Fatalf("serve writing with a retired key: %v", err)
+			}
 		})
 	}
+}
+
+// A rotation that re-encrypted everything but died before retiring the old
+// key is finished by running key rotate again, without adding another key.
+func TestKeyRotateFinishesAfterReencryption(t *testing.T) {
+	vars, dataDir, dbURL := panelEnv(t, "sqlite")
+	keyFile := filepath.Join(dataDir, "app.key")
+	startServe(t, vars).stop(t)
+	db := openWithKeyFile(t, dataDir, dbURL)
+	ids := storetest.SecretRows(t, db, canary)
+	old, _ := secret.ReadKeyFile(keyFile, true)
+	fresh := storetest.Key(t)
+	secret.WriteKeyFile(keyFile, append([]secret.Key{fresh}, old...))
+	half := storetest.OpenURL(t, dbURL, storetest.Keyring(t, fresh, old[0]))
+	half.RegisterActiveKey(context.Background())
+	if _, err := half.ReencryptAll(context.Background(), 100, nil); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := runCmd(t, vars, "key", "rotate")
+	if err != nil || !strings.Contains(out, "finishing an earlier rotation") || strings.Contains(out, "added key") {
+		t.Fatalf("finish: %v\n%s", err, out)
+	}
+	keys, _ := secret.ReadKeyFile(keyFile, true)
+	if len(keys) != 1 || keys[0].ID() != fresh.ID() {
+		t.Fatalf("key file after finishing: %v", keys)
+	}
+	storetest.CheckSecrets(t, storetest.OpenURL(t, dbURL, storetest.Keyring(t, fresh)), ids, canary)
 }
 
 // A rotation that died midway is resumed by running key rotate again, which
@@ -208,7 +254,7 @@ func TestKeyRotateResumesAnInterruptedRotation(t *testing.T) {
 			})
 
 			out, _, err := runCmd(t, vars, "key", "rotate", "--batch", "1")
-			if err != nil || !strings.Contains(out, "resuming") || !strings.Contains(out, "re-encrypted 13 secrets") {
+			if want := fmt.Sprintf("re-encrypted %d secrets", 2*len(store.SecretColumns)-3); err != nil || !strings.Contains(out, "resuming") || !strings.Contains(out, want) {
 				t.Fatalf("resume: %v\n%s", err, out)
 			}
 			keys, _ := secret.ReadKeyFile(keyFile, true)
@@ -223,7 +269,7 @@ func TestKeyRotateResumesAnInterruptedRotation(t *testing.T) {
 func TestKeyRotateWithEnvironmentKeys(t *testing.T) {
 	vars, dataDir, dbURL := panelEnv(t, "sqlite")
 	k1, k2 := storetest.Key(t), storetest.Key(t)
-	vars["UPANEL_APP_KEY"] = k1.String()
+	vars["UPANEL_APP_KEY"] = k1.Encode()
 	startServe(t, vars).stop(t)
 	if _, err := os.Stat(filepath.Join(dataDir, "app.key")); err == nil {
 		t.Fatal("a key file was created although UPANEL_APP_KEY is set")
@@ -235,9 +281,9 @@ func TestKeyRotateWithEnvironmentKeys(t *testing.T) {
 	if err != nil || !strings.Contains(out, "already uses key "+k1.ID()) {
 		t.Fatalf("rotate with nothing to do: %v\n%s", err, out)
 	}
-	vars["UPANEL_APP_KEY"], vars["UPANEL_APP_PREVIOUS_KEYS"] = k2.String(), k1.String()
+	vars["UPANEL_APP_KEY"], vars["UPANEL_APP_PREVIOUS_KEYS"] = k2.Encode(), k1.Encode()
 	out, _, err = runCmd(t, vars, "key", "rotate")
-	if err != nil || !strings.Contains(out, "re-encrypted 8 secrets") || !strings.Contains(out, "remove them from UPANEL_APP_PREVIOUS_KEYS") {
+	if err != nil || !strings.Contains(out, fmt.Sprintf("re-encrypted %d secrets", len(store.SecretColumns))) || !strings.Contains(out, "remove them from UPANEL_APP_PREVIOUS_KEYS") {
 		t.Fatalf("rotate to the environment's new key: %v\n%s", err, out)
 	}
 	storetest.CheckSecrets(t, storetest.OpenURL(t, dbURL, storetest.Keyring(t, k2)), ids, canary)

@@ -17,6 +17,7 @@ const (
 	Conflict     Code = "conflict"
 	Unauthorized Code = "unauthorized"
 	Forbidden    Code = "forbidden"
+	RateLimited  Code = "rate_limited"
 	Unavailable  Code = "unavailable"
 	Internal     Code = "internal"
 )

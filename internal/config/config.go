@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	netmail "net/mail"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -16,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"upanel/internal/mail"
 	"upanel/internal/secret"
 	"upanel/internal/store"
 )
@@ -40,6 +43,17 @@ type Config struct {
 
 	SessionIdleTimeout     time.Duration // UPANEL_SESSION_IDLE_TIMEOUT
 	SessionAbsoluteTimeout time.Duration // UPANEL_SESSION_ABSOLUTE_TIMEOUT
+
+	// SMTP is the outgoing mail server, from UPANEL_SMTP_URL or the file
+	// UPANEL_SMTP_URL_FILE names; nil when neither is set, and then no mail can
+	// be sent. It holds the SMTP password: register SMTP.Secrets() with the
+	// log redactor. Finish loads UPANEL_SMTP_CA_FILE into SMTP.RootCAs and sets
+	// SMTP.LocalName from URL.
+	SMTP       *mail.SMTPConfig
+	SMTPCAFile string // UPANEL_SMTP_CA_FILE: PEM CA to verify a self-signed SMTP server with
+	// MailFrom is the sender of every mail (UPANEL_MAIL_FROM); Finish defaults
+	// it to "UPanel <upanel@HOST>" with HOST from URL.
+	MailFrom *netmail.Address
 }
 
 // Default returns the built-in defaults.
@@ -106,6 +120,35 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	dur("UPANEL_SHUTDOWN_TIMEOUT", &c.ShutdownTimeout)
 	dur("UPANEL_SESSION_IDLE_TIMEOUT", &c.SessionIdleTimeout)
 	dur("UPANEL_SESSION_ABSOLUTE_TIMEOUT", &c.SessionAbsoluteTimeout)
+
+	smtpURL, smtpVar := getenv("UPANEL_SMTP_URL"), "UPANEL_SMTP_URL"
+	if file := getenv("UPANEL_SMTP_URL_FILE"); file != "" {
+		smtpVar = "UPANEL_SMTP_URL_FILE"
+		if smtpURL != "" {
+			errs = append(errs, errors.New("set UPANEL_SMTP_URL or UPANEL_SMTP_URL_FILE, not both"))
+		} else if b, err := os.ReadFile(file); err != nil {
+			errs = append(errs, fmt.Errorf("UPANEL_SMTP_URL_FILE: %w", err))
+		} else if smtpURL = strings.TrimSpace(string(b)); smtpURL == "" {
+			errs = append(errs, fmt.Errorf("UPANEL_SMTP_URL_FILE: %s is empty", file))
+		}
+	}
+	if smtpURL != "" {
+		// ParseSMTPURL's errors never quote the URL, which holds the password.
+		sc, err := mail.ParseSMTPURL(smtpURL)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", smtpVar, err))
+		} else {
+			c.SMTP = &sc
+		}
+	}
+	str("UPANEL_SMTP_CA_FILE", &c.SMTPCAFile)
+	if v := getenv("UPANEL_MAIL_FROM"); v != "" {
+		a, err := mail.ParseAddress(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("UPANEL_MAIL_FROM: want an address such as \"UPanel <upanel@example.com>\": %w", err))
+		}
+		c.MailFrom = a
+	}
 	return c, errors.Join(errs...)
 }
 
@@ -151,7 +194,39 @@ func (c *Config) Finish() error {
 			c.URL = &url.URL{Scheme: "http", Host: net.JoinHostPort(host, port)}
 		}
 	}
-	return c.Validate()
+	var errs []error
+	if c.URL != nil {
+		domain := mailDomain(c.URL.Hostname())
+		if c.MailFrom == nil {
+			c.MailFrom = &netmail.Address{Name: "UPanel", Address: "upanel@" + domain}
+		}
+		if c.SMTP != nil && c.SMTP.LocalName == "" {
+			c.SMTP.LocalName = domain
+		}
+	}
+	if c.SMTP != nil && c.SMTPCAFile != "" {
+		pool, err := mail.LoadCAFile(c.SMTPCAFile)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("UPANEL_SMTP_CA_FILE: %w", err))
+		}
+		c.SMTP.RootCAs = pool
+	}
+	return errors.Join(append(errs, c.Validate())...)
+}
+
+// mailDomain turns the host of UPANEL_URL into the domain of the default
+// sender address and of EHLO: a name as it is, an IP address as a domain
+// literal ("[192.0.2.1]", "[IPv6:2001:db8::1]", RFC 5321 4.1.3).
+func mailDomain(host string) string {
+	ip, err := netip.ParseAddr(host)
+	switch {
+	case err != nil:
+		return host
+	case ip.Is4() || ip.Is4In6():
+		return "[" + ip.Unmap().String() + "]"
+	default:
+		return "[IPv6:" + ip.WithZone("").String() + "]"
+	}
 }
 
 // Validate checks every field and the rules between them.
@@ -191,6 +266,14 @@ func (c *Config) Validate() error {
 	}
 	if c.AppKey == "" && c.AppPreviousKeys != "" {
 		errs = append(errs, errors.New("UPANEL_APP_PREVIOUS_KEYS needs UPANEL_APP_KEY; a key file lists previous keys itself"))
+	}
+	if c.SMTPCAFile != "" && c.SMTP == nil {
+		errs = append(errs, errors.New("UPANEL_SMTP_CA_FILE needs UPANEL_SMTP_URL"))
+	}
+	if c.MailFrom != nil {
+		if _, err := mail.ParseAddress(c.MailFrom.String()); err != nil {
+			errs = append(errs, fmt.Errorf("mail from: %w", err))
+		}
 	}
 	return errors.Join(errs...)
 }

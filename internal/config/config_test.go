@@ -1,11 +1,22 @@
 package config
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"flag"
+	"fmt"
+	"math/big"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"upanel/internal/mail"
 )
 
 func env(vars map[string]string) func(string) string { return func(k string) string { return vars[k] } }
@@ -73,5 +84,149 @@ func TestRejections(t *testing.T) {
 				t.Fatalf("accepted %v", vars)
 			}
 		})
+	}
+}
+
+func TestSMTP(t *testing.T) {
+	dir := t.TempDir()
+	urlFile := filepath.Join(dir, "smtp-url")
+	if err := os.WriteFile(urlFile, []byte("smtps://mailer:file-pass-123@mail.example.com\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	caFile := filepath.Join(dir, "ca.pem")
+	writeTestCA(t, caFile)
+
+	t.Run("off by default", func(t *testing.T) {
+		c, err := FromEnv(env(map[string]string{"UPANEL_URL": "https://panel.example.com"}))
+		if err == nil {
+			err = c.Finish()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.SMTP != nil {
+			t.Fatalf("SMTP = %v without UPANEL_SMTP_URL", c.SMTP)
+		}
+		if c.MailFrom.String() != `"UPanel" <upanel@panel.example.com>` {
+			t.Fatalf("default mail from = %s", c.MailFrom)
+		}
+	})
+	t.Run("url with starttls, CA and from", func(t *testing.T) {
+		c, err := FromEnv(env(map[string]string{
+			"UPANEL_URL":          "https://panel.example.com:8443",
+			"UPANEL_SMTP_URL":     "smtp://mailer:p%40ss-word-1@mail.example.com:2525?starttls=required",
+			"UPANEL_SMTP_CA_FILE": caFile,
+			"UPANEL_MAIL_FROM":    "Ops Panel <ops@example.com>",
+		}))
+		if err == nil {
+			err = c.Finish()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := c.SMTP
+		if s.Host != "mail.example.com" || s.Port != 2525 || s.Username != "mailer" || s.Password != "p@ss-word-1" ||
+			s.TLS != mail.StartTLSRequired || s.RootCAs == nil || s.LocalName != "panel.example.com" {
+			t.Fatalf("SMTP = %+v", *s)
+		}
+		if c.MailFrom.Address != "ops@example.com" || c.MailFrom.Name != "Ops Panel" {
+			t.Fatalf("mail from = %v", c.MailFrom)
+		}
+		// The redactor gets the password as given and as written in the URL.
+		if got := s.Secrets(); len(got) != 2 || got[0] != "p@ss-word-1" || got[1] != "p%40ss-word-1" {
+			t.Fatalf("Secrets() = %q", got)
+		}
+		if strings.Contains(s.String(), "p@ss") || strings.Contains(fmt.Sprintf("%v %+v", s, c), "p@ss") {
+			t.Fatalf("the password shows when printing the config: %v", s)
+		}
+	})
+	t.Run("url from a file", func(t *testing.T) {
+		c, err := FromEnv(env(map[string]string{"UPANEL_SMTP_URL_FILE": urlFile}))
+		if err == nil {
+			err = c.Finish()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.SMTP.TLS != mail.ImplicitTLS || c.SMTP.Port != 465 || c.SMTP.Password != "file-pass-123" {
+			t.Fatalf("SMTP = %+v", *c.SMTP)
+		}
+		// The default URL is http://127.0.0.1:8080: an IP becomes a domain literal.
+		if c.MailFrom.Address != "upanel@[127.0.0.1]" || c.SMTP.LocalName != "[127.0.0.1]" {
+			t.Fatalf("mail from = %v, EHLO name = %q", c.MailFrom, c.SMTP.LocalName)
+		}
+	})
+	t.Run("defaults by credentials", func(t *testing.T) {
+		for raw, want := range map[string]struct {
+			tls  mail.TLSMode
+			port int
+		}{
+			"smtp://relay.example.com":                               {mail.StartTLSOpportunistic, 25},
+			"smtp://u:longpassword@relay.example.com":                {mail.StartTLSRequired, 587},
+			"smtp://u:longpassword@127.0.0.1:1025?starttls=off":      {mail.NoTLS, 1025},
+			"smtp://u:longpassword@localhost?starttls=opportunistic": {mail.StartTLSOpportunistic, 587},
+		} {
+			c, err := FromEnv(env(map[string]string{"UPANEL_SMTP_URL": raw}))
+			if err != nil {
+				t.Fatalf("%s: %v", raw, err)
+			}
+			if c.SMTP.TLS != want.tls || c.SMTP.Port != want.port {
+				t.Errorf("%s: TLS %v port %d, want %v %d", raw, c.SMTP.TLS, c.SMTP.Port, want.tls, want.port)
+			}
+		}
+	})
+	for name, vars := range map[string]map[string]string{
+		"credentials in plain text":   {"UPANEL_SMTP_URL": "smtp://u:secret-pass-9@mail.example.com?starttls=off"},
+		"credentials opportunistic":   {"UPANEL_SMTP_URL": "smtp://u:secret-pass-9@mail.example.com?starttls=opportunistic"},
+		"starttls on smtps":           {"UPANEL_SMTP_URL": "smtps://u:secret-pass-9@mail.example.com?starttls=required"},
+		"unknown starttls":            {"UPANEL_SMTP_URL": "smtp://mail.example.com?starttls=maybe"},
+		"unknown parameter":           {"UPANEL_SMTP_URL": "smtp://mail.example.com?insecure=1"},
+		"wrong scheme":                {"UPANEL_SMTP_URL": "http://u:secret-pass-9@mail.example.com"},
+		"path":                        {"UPANEL_SMTP_URL": "smtp://mail.example.com/x"},
+		"user without password":       {"UPANEL_SMTP_URL": "smtp://u@mail.example.com"},
+		"bad port":                    {"UPANEL_SMTP_URL": "smtp://u:secret-pass-9@mail.example.com:99999"},
+		"no host":                     {"UPANEL_SMTP_URL": "smtp://u:secret-pass-9@:25"},
+		"url and file":                {"UPANEL_SMTP_URL": "smtp://mail.example.com", "UPANEL_SMTP_URL_FILE": urlFile},
+		"missing file":                {"UPANEL_SMTP_URL_FILE": filepath.Join(dir, "nope")},
+		"CA without URL":              {"UPANEL_SMTP_CA_FILE": caFile},
+		"CA not PEM":                  {"UPANEL_SMTP_URL": "smtp://mail.example.com", "UPANEL_SMTP_CA_FILE": urlFile},
+		"from with a line break":      {"UPANEL_MAIL_FROM": "UPanel <upanel@example.com>\r\nBcc: victim@example.com"},
+		"from not an address":         {"UPANEL_MAIL_FROM": "upanel"},
+		"from non-ASCII address":      {"UPANEL_MAIL_FROM": "panel@exämple.com"},
+		"url not parseable, password": {"UPANEL_SMTP_URL": "smtp://u:secret-pass-9@mail.example.com:x"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			c, err := FromEnv(env(vars))
+			if err == nil {
+				err = c.Finish()
+			}
+			if err == nil {
+				t.Fatalf("accepted %v", vars)
+			}
+			if strings.Contains(err.Error(), "secret-pass-9") || strings.Contains(err.Error(), "file-pass-123") {
+				t.Fatalf("the error shows the SMTP password: %v", err)
+			}
+		})
+	}
+}
+
+// writeTestCA writes a self-signed CA certificate as PEM.
+func writeTestCA(t *testing.T, path string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
+		NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -22,18 +22,26 @@ func DeleteInBatches(ctx context.Context, batch int, del func(ctx context.Contex
 	}
 }
 
-// CleanupKind removes finished jobs once they are no longer worth showing.
+// CleanupKind removes finished jobs once they are no longer worth showing, and
+// ends jobs that no process can run.
 const CleanupKind = "jobs.cleanup"
 
-// Cleanup deletes jobs that ended more than keep ago.
-func Cleanup(db interface {
-	Now() time.Time
-	DeleteFinishedJobs(ctx context.Context, cutoff time.Time, limit int) (int, error)
-}, keep time.Duration) Handler {
+// unclaimedGrace is how long a job of a kind this process lacks may wait for
+// another process (a newer panel version, say) before it is failed.
+const unclaimedGrace = time.Hour
+
+// Cleanup deletes jobs that ended more than keep ago, and fails jobs of kinds
+// that no handler registered here knows once they waited unclaimedGrace.
+func (r *Runner) Cleanup(keep time.Duration) Handler {
 	return func(ctx context.Context, j *Job) error {
-		cutoff := db.Now().Add(-keep)
+		now := r.db.Now()
+		if n, err := r.db.FailUnclaimedJobs(ctx, r.kinds(), now.Add(-unclaimedGrace)); err != nil {
+			return err
+		} else if n > 0 {
+			r.log.Error("failed jobs that no process handles", "jobs", n)
+		}
 		_, err := DeleteInBatches(ctx, 1000, func(ctx context.Context, limit int) (int, error) {
-			return db.DeleteFinishedJobs(ctx, cutoff, limit)
+			return r.db.DeleteFinishedJobs(ctx, now.Add(-keep), limit)
 		})
 		return err
 	}

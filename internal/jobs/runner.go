@@ -215,7 +215,7 @@ func (r *Runner) work(ctx context.Context, kinds []string) {
 
 // idleWait sleeps until the earliest queued job is due, within Poll.
 func (r *Runner) idleWait(ctx context.Context) time.Duration {
-	next, ok, err := r.db.NextJobRunAt(ctx)
+	next, ok, err := r.db.NextJobRunAt(ctx, r.kinds())
 	if err != nil || !ok {
 		return r.opts.Poll
 	}
@@ -347,16 +347,21 @@ func (r *Runner) call(ctx context.Context, j *Job) (err error) {
 	return h(ctx, j)
 }
 
+// heartbeat renews the lease every third of it. If renewals keep failing (the
+// database is unreachable) the handler is stopped before the lease can expire,
+// because past that point another process may rescue and run the job too.
 func (r *Runner) heartbeat(ctx context.Context, cancel context.CancelCauseFunc, id string, log *slog.Logger) {
-	t := time.NewTicker(r.opts.Lease / 3)
+	every := r.opts.Lease / 3
+	t := time.NewTicker(every)
 	defer t.Stop()
+	renewed := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		hctx, stop := context.WithTimeout(ctx, r.opts.Lease/3)
+		hctx, stop := context.WithTimeout(ctx, every)
 		cancelRequested, err := r.db.HeartbeatJob(hctx, id, r.opts.Owner, r.opts.Lease)
 		stop()
 		switch {
@@ -364,12 +369,20 @@ func (r *Runner) heartbeat(ctx context.Context, cancel context.CancelCauseFunc, 
 			cancel(errLeaseLost)
 			return
 		case err != nil:
-			if ctx.Err() == nil {
-				log.Warn("job heartbeat failed; will retry", "err", err)
+			if ctx.Err() != nil {
+				return
 			}
+			if time.Since(renewed) >= r.opts.Lease-every {
+				log.Error("job heartbeat failing for most of the lease; stopping the job before another worker takes it", "err", err)
+				cancel(errLeaseLost)
+				return
+			}
+			log.Warn("job heartbeat failed; will retry", "err", err)
 		case cancelRequested:
 			cancel(errCancelRequested)
 			return
+		default:
+			renewed = time.Now()
 		}
 	}
 }

@@ -196,7 +196,7 @@ func TestLostLeaseStopsTheHandler(t *testing.T) {
 			stopped <- context.Cause(ctx)
 			return ctx.Err()
 		})
-		start(t, r)
+		stop := start(t, r)
 		id := enqueue(t, db, store.NewJob{Kind: "victim"})
 		r.Wake()
 		<-started
@@ -206,7 +206,7 @@ func TestLostLeaseStopsTheHandler(t *testing.T) {
 		case <-time.After(10 * time.Second):
 			t.Fatal("handler kept running after its lease was lost")
 		}
-		time.Sleep(200 * time.Millisecond)
+		stop() // waits until the worker has dealt with the job's end
 		if j, _ := db.GetJob(context.Background(), id); j.Status != store.JobRunning || j.LeaseOwner != "another-process" {
 			t.Fatalf("the worker that lost the lease changed the job: %s %s", j.Status, j.LeaseOwner)
 		}
@@ -248,6 +248,50 @@ func TestEveryJobEndsTerminal(t *testing.T) {
 				}
 				time.Sleep(20 * time.Millisecond)
 			}
+		}
+	})
+}
+
+// A cancel requested while a job runs holds even if the handler then fails:
+// the job ends cancelled instead of being retried.
+func TestCancelSurvivesAFailedAttempt(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		r := fastRunner(db, time.Second)
+		started, proceed := make(chan struct{}), make(chan struct{})
+		r.Handle("fails", func(ctx context.Context, j *jobs.Job) error {
+			close(started)
+			<-proceed
+			return errors.New("failed before it saw the cancel")
+		})
+		start(t, r)
+		id := enqueue(t, db, store.NewJob{Kind: "fails", MaxAttempts: 5})
+		r.Wake()
+		<-started
+		if _, err := db.RequestJobCancel(context.Background(), id); err != nil {
+			t.Fatal(err)
+		}
+		close(proceed)
+		if j := waitJob(t, db, id, store.JobCancelled); j.Attempts != 1 {
+			t.Fatalf("cancelled job ran %d attempts", j.Attempts)
+		}
+	})
+}
+
+// A job of a kind no process handles ends failed instead of waiting forever.
+func TestUnhandledKindsEndFailed(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		r := fastRunner(db, time.Second)
+		r.Handle("known", func(ctx context.Context, j *jobs.Job) error { return nil })
+		id := enqueue(t, db, store.NewJob{Kind: "retired.kind", RunAt: db.Now().Add(-2 * time.Hour)})
+		fresh := enqueue(t, db, store.NewJob{Kind: "newer.kind"})
+		if err := r.Cleanup(30*24*time.Hour)(context.Background(), &jobs.Job{Job: &store.Job{ID: store.NewID()}}); err != nil {
+			t.Fatal(err)
+		}
+		if j, _ := db.GetJob(context.Background(), id); j.Status != store.JobFailed || j.LastError == "" {
+			t.Fatalf("unhandled job: %s %q", j.Status, j.LastError)
+		}
+		if j, _ := db.GetJob(context.Background(), fresh); j.Status != store.JobQueued {
+			t.Fatalf("a recent job of an unknown kind was failed before its grace period: %s", j.Status)
 		}
 	})
 }

@@ -76,8 +76,10 @@ func (s *Scheduler) Run(ctx context.Context, interval time.Duration) {
 	}
 }
 
-// Tick enqueues whatever is due now. A run missed while the panel was down is
-// run once, not once per missed slot.
+// Tick enqueues whatever is due now. Periodic maintenance does not catch up on
+// slots missed while no panel ran: the next slot runs. Backup schedules do
+// catch up, once: a schedule that fell due while the panel was down runs at the
+// next tick.
 func (s *Scheduler) Tick(ctx context.Context) error {
 	now := s.db.Now()
 	enqueued := 0
@@ -124,12 +126,17 @@ func (s *Scheduler) sweepBackups(ctx context.Context, now time.Time) (int, error
 	enqueued := 0
 	for _, d := range due {
 		sched, err := cron.Parse(d.CronExpression, d.Timezone)
-		var next *time.Time
 		if err != nil {
 			// Schedules are validated when saved; one that no longer parses (a
-			// zone renamed in tzdata) stops rather than firing at random.
-			s.log.Error("backup schedule cannot be parsed; it will not run", "schedule_id", d.ID, "err", err)
-		} else if n := sched.Next(now); !n.IsZero() {
+			// zone renamed in tzdata) is switched off rather than run at random.
+			s.log.Error("backup schedule cannot be parsed; deactivating it", "schedule_id", d.ID, "err", err)
+			if err := s.db.InTx(ctx, func(tx *store.Tx) error { return tx.DeactivateBackupSchedule(ctx, d.ID) }); err != nil {
+				return enqueued, err
+			}
+			continue
+		}
+		var next *time.Time
+		if n := sched.Next(now); !n.IsZero() {
 			next = &n
 		}
 		err = s.db.InTx(ctx, func(tx *store.Tx) error {

@@ -11,6 +11,13 @@ import (
 	"upanel/internal/store/storetest"
 )
 
+func mustTick(t *testing.T, s *jobs.Scheduler) {
+	t.Helper()
+	if err := s.Tick(context.Background()); err != nil {
+		t.Fatalf("tick: %v", err)
+	}
+}
+
 func countJobs(t *testing.T, db *store.DB, kind string) int {
 	t.Helper()
 	var n int
@@ -23,7 +30,6 @@ func countJobs(t *testing.T, db *store.DB, kind string) int {
 func TestPeriodicJobsOnePerSlotAcrossProcesses(t *testing.T) {
 	for _, d := range storetest.Dialects {
 		t.Run(d, func(t *testing.T) {
-			ctx := context.Background()
 			clock := storetest.NewClock(time.Date(2026, 11, 26, 10, 3, 0, 0, time.UTC))
 			env := storetest.NewWithClock(t, d, clock)
 			other := env.Reopen(t, store.Options{Now: clock.Now}) // a second panel process
@@ -33,15 +39,15 @@ func TestPeriodicJobsOnePerSlotAcrossProcesses(t *testing.T) {
 				if err := s.Every("test.tick", "*/10 * * * *"); err != nil {
 					t.Fatal(err)
 				}
-				s.Tick(ctx) // first tick only learns the next slot (10:10)
+				mustTick(t, s) // first tick only learns the next slot (10:10)
 			}
 			if n := countJobs(t, env.DB, "test.tick"); n != 0 {
 				t.Fatalf("%d jobs before the first slot", n)
 			}
 			clock.Set(time.Date(2026, 11, 26, 10, 10, 5, 0, time.UTC))
 			for range 3 {
-				a.Tick(ctx)
-				b.Tick(ctx)
+				mustTick(t, a)
+				mustTick(t, b)
 			}
 			if n := countJobs(t, env.DB, "test.tick"); n != 1 {
 				t.Fatalf("%d jobs for one slot from two processes, want 1", n)
@@ -49,8 +55,8 @@ func TestPeriodicJobsOnePerSlotAcrossProcesses(t *testing.T) {
 			// The panel was down for an hour: the missed slots run once, not six times.
 			storetest.Exec(t, env.DB, "UPDATE jobs SET status = 'succeeded'")
 			clock.Set(time.Date(2026, 11, 26, 11, 15, 0, 0, time.UTC))
-			a.Tick(ctx)
-			a.Tick(ctx)
+			mustTick(t, a)
+			mustTick(t, a)
 			if n := countJobs(t, env.DB, "test.tick"); n != 2 {
 				t.Fatalf("%d jobs after a long gap, want 2", n)
 			}
@@ -84,9 +90,7 @@ func TestBackupSchedulesFollowTheirTimeZone(t *testing.T) {
 				}
 				return next.UTC()
 			}
-			if err := s.Tick(ctx); err != nil {
-				t.Fatal(err)
-			}
+			mustTick(t, s)
 			// 02:30 CEST on the 25th is 00:30 UTC; the fold makes 02:30 occur
 			// twice that night, and a daily backup must run once.
 			want := time.Date(2026, 10, 25, 0, 30, 0, 0, time.UTC)
@@ -97,8 +101,8 @@ func TestBackupSchedulesFollowTheirTimeZone(t *testing.T) {
 				t.Fatalf("a new schedule enqueued %d jobs before its time", n)
 			}
 			clock.Set(want.Add(30 * time.Second))
-			s.Tick(ctx)
-			s.Tick(ctx)
+			mustTick(t, s)
+			mustTick(t, s)
 			if n := countJobs(t, db, "backup.run"); n != 1 {
 				t.Fatalf("%d backup jobs for one due run, want 1", n)
 			}
@@ -120,10 +124,32 @@ func TestBackupSchedulesFollowTheirTimeZone(t *testing.T) {
 			// An inactive schedule is left alone.
 			storetest.Exec(t, db, "UPDATE backup_schedules SET is_active = FALSE")
 			clock.Set(time.Date(2026, 10, 27, 0, 0, 0, 0, time.UTC))
-			s.Tick(ctx)
+			mustTick(t, s)
 			if n := countJobs(t, db, "backup.run"); n != 1 {
 				t.Fatalf("inactive schedule enqueued: %d jobs", n)
 			}
 		})
 	}
+}
+
+func TestUnparseableBackupScheduleIsDeactivatedNotRun(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ids := storetest.SecretRows(t, db, "x")
+		schedID := store.NewID()
+		past := db.Now().Add(-time.Minute)
+		storetest.Exec(t, db, `INSERT INTO backup_schedules (id, app_id, backup_destination_id, type, cron_expression, timezone, next_run_at)
+			VALUES (?, ?, ?, 'files', '0 3 * * *', 'Mars/Olympus_Mons', ?)`, schedID, ids["apps"], ids["backup_destinations"], past)
+		s := jobs.NewScheduler(db, nil, nil)
+		s.SweepBackupSchedules("backup.run")
+		mustTick(t, s)
+		mustTick(t, s)
+		if n := countJobs(t, db, "backup.run"); n != 0 {
+			t.Fatalf("an unparseable schedule ran %d times", n)
+		}
+		var active bool
+		db.QueryRowRaw(context.Background(), "SELECT is_active FROM backup_schedules WHERE id = ?", schedID).Scan(&active)
+		if active {
+			t.Fatal("the unparseable schedule is still active")
+		}
+	})
 }

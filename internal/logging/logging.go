@@ -7,6 +7,7 @@ package logging
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -101,8 +102,15 @@ func (r *Redactor) replaceAttr(groups []string, a slog.Attr) slog.Attr {
 			return slog.String(a.Key, s)
 		}
 	case slog.KindAny:
-		if err, ok := a.Value.Any().(error); ok {
+		// Errors, structs, slices and Stringers are formatted the way the
+		// handler would print them, and replaced by their scrubbed text if
+		// that text holds a secret.
+		v := a.Value.Any()
+		if err, ok := v.(error); ok {
 			return slog.String(a.Key, r.Scrub(err.Error()))
+		}
+		if text := fmt.Sprintf("%+v", v); r.Scrub(text) != text {
+			return slog.String(a.Key, r.Scrub(text))
 		}
 	}
 	return a

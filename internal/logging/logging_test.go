@@ -18,6 +18,8 @@ func TestSecretsNeverReachTheLog(t *testing.T) {
 		log.Info("loaded "+canary, "key", canary, "password", "hunter2hunter2", "db_password", "x",
 			"Authorization", "Bearer abc", "err", errors.New("bad key "+canary))
 		log.With("api_token", "tok_123456789").WithGroup("g").Info("grouped", "value", "prefix-"+canary)
+		type conf struct{ URL, Key string }
+		log.Info("structured", "conf", conf{URL: "x", Key: canary}, "list", []string{"a", canary}, "stringer", stringer(canary))
 		out := buf.String()
 		for _, leak := range []string{canary, "hunter2hunter2", "Bearer abc", "tok_123456789"} {
 			if strings.Contains(out, leak) {
@@ -48,3 +50,7 @@ func TestShortValuesAreNotScrubbed(t *testing.T) {
 		t.Fatalf("Scrub = %q", got)
 	}
 }
+
+type stringer string
+
+func (s stringer) String() string { return "wrapped " + string(s) }

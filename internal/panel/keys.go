@@ -24,19 +24,23 @@ import (
 // rather than starting another. It refuses to run while serve is up, because a
 // running panel keeps using the key it started with.
 func RotateKeys(ctx context.Context, cfg config.Config, log *slog.Logger, red *logging.Redactor, out io.Writer, batch int) error {
-	db, src, err := OpenStore(ctx, &cfg, log, red)
+	db, err := openDB(ctx, &cfg, log, red)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	if _, err := db.Migrate(ctx); err != nil {
-		return err
-	}
 	release, err := db.LockInstance(ctx, true)
 	if err != nil {
 		return err
 	}
 	defer release()
+	src, err := loadKeys(ctx, db, &cfg, log, red)
+	if err != nil {
+		return err
+	}
+	if _, err := db.Migrate(ctx); err != nil {
+		return err
+	}
 
 	kr := db.Keyring()
 	usage, err := db.KeyUsage(ctx)
@@ -52,6 +56,10 @@ func RotateKeys(ctx context.Context, cfg config.Config, log *slog.Logger, red *l
 	switch {
 	case stale > 0:
 		fmt.Fprintf(out, "resuming: %d secrets still use older keys; re-encrypting them with key %s\n", stale, kr.ActiveID())
+	case len(kr.IDs()) > 1:
+		// Everything is on the active key but older keys are still
+		// configured: an earlier rotation stopped before retiring them.
+		fmt.Fprintf(out, "finishing an earlier rotation: every secret uses key %s\n", kr.ActiveID())
 	case !src.FromFile():
 		fmt.Fprintf(out, "every secret already uses key %s (UPANEL_APP_KEY).\n", kr.ActiveID())
 		fmt.Fprintln(out, `To rotate: make a key with "upanel key generate", set it as UPANEL_APP_KEY, move the old key to UPANEL_APP_PREVIOUS_KEYS, and run "upanel key rotate" again.`)
@@ -65,7 +73,7 @@ func RotateKeys(ctx context.Context, cfg config.Config, log *slog.Logger, red *l
 		if err != nil {
 			return err
 		}
-		red.Add(fresh.String())
+		red.Add(fresh.Encode())
 		keys = append([]secret.Key{fresh}, keys...)
 		if err := secret.WriteKeyFile(src.File, keys); err != nil {
 			return err
@@ -96,11 +104,23 @@ func RotateKeys(ctx context.Context, cfg config.Config, log *slog.Logger, red *l
 		if err != nil {
 			return err
 		}
-		keys = slices.DeleteFunc(keys, func(k secret.Key) bool { return slices.Contains(retired, k.ID()) })
+		var gone []secret.Key
+		keys = slices.DeleteFunc(keys, func(k secret.Key) bool {
+			if slices.Contains(retired, k.ID()) {
+				gone = append(gone, k)
+				return true
+			}
+			return false
+		})
+		// Retired keys are kept apart, not destroyed: database backups taken
+		// before the rotation still need them.
+		if err := secret.AppendKeyFile(src.File+".retired", gone); err != nil {
+			return err
+		}
 		if err := secret.WriteKeyFile(src.File, keys); err != nil {
 			return err
 		}
-		fmt.Fprintf(out, "removed unused keys %s from %s\n", strings.Join(retired, ", "), src.File)
+		fmt.Fprintf(out, "removed unused keys %s from %s (kept in %s.retired for old backups)\n", strings.Join(retired, ", "), src.File, src.File)
 	} else if len(retired) > 0 {
 		fmt.Fprintf(out, "keys %s are no longer used: remove them from UPANEL_APP_PREVIOUS_KEYS\n", strings.Join(retired, ", "))
 	}

@@ -11,13 +11,16 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"sync"
 	"time"
 
+	"upanel/internal/audit"
 	"upanel/internal/auth"
 	"upanel/internal/config"
 	"upanel/internal/jobs"
 	"upanel/internal/logging"
+	"upanel/internal/mail"
 	"upanel/internal/metrics"
 	"upanel/internal/secret"
 	"upanel/internal/store"
@@ -35,50 +38,77 @@ type Options struct {
 	JobPoll time.Duration
 }
 
-// OpenStore loads the keyring, opens the database and verifies that the keyring
-// fits the data, changing nothing if it does not. Every command that touches
-// secrets starts here.
-func OpenStore(ctx context.Context, cfg *config.Config, log *slog.Logger, red *logging.Redactor) (*store.DB, secret.Source, error) {
+// openDB opens the configured database, without keys yet.
+func openDB(ctx context.Context, cfg *config.Config, log *slog.Logger, red *logging.Redactor) (*store.DB, error) {
 	if err := cfg.EnsureDataDir(); err != nil {
-		return nil, secret.Source{}, err
-	}
-	src := cfg.KeySource()
-	keys, err := src.ReadKeys()
-	if err != nil {
-		return nil, src, err
-	}
-	for _, k := range keys {
-		red.Add(k.String())
-	}
-	kr, err := secret.NewKeyring(keys[0], keys[1:]...)
-	if err != nil {
-		return nil, src, err
+		return nil, err
 	}
 	if u, err := url.Parse(cfg.DatabaseURL); err == nil && u.User != nil {
 		if pw, ok := u.User.Password(); ok {
 			red.Add(pw)
 		}
 	}
-	db, err := store.Open(ctx, cfg.DatabaseURL, store.Options{Logger: log, Keyring: kr})
+	if cfg.SMTP != nil {
+		red.Add(cfg.SMTP.Secrets()...) // the password as given and percent-encoded
+	}
+	return store.Open(ctx, cfg.DatabaseURL, store.Options{Logger: log})
+}
+
+// loadKeys reads the keyring into db and verifies that it fits the data,
+// changing nothing if it does not. Callers hold the instance lock first, so
+// that no rotation can change the key file between this read and their use of
+// the keys.
+func loadKeys(ctx context.Context, db *store.DB, cfg *config.Config, log *slog.Logger, red *logging.Redactor) (secret.Source, error) {
+	src := cfg.KeySource()
+	created := src.Create && !fileExists(src.File)
+	keys, err := src.ReadKeys()
 	if err != nil {
-		return nil, src, err
+		return src, err
 	}
-	if err := db.CheckKeys(ctx); err != nil {
-		db.Close()
-		return nil, src, err
+	if created {
+		log.Warn("created a new app key: back it up apart from the database, it encrypts every secret", "file", src.File, "key_id", keys[0].ID())
 	}
-	return db, src, nil
+	for _, k := range keys {
+		red.Add(k.Encode())
+	}
+	kr, err := secret.NewKeyring(keys[0], keys[1:]...)
+	if err != nil {
+		return src, err
+	}
+	db.SetKeyring(kr)
+	return src, db.CheckKeys(ctx)
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }
 
 // Serve runs the panel until ctx is cancelled, then shuts down gracefully:
 // in-flight requests finish, running jobs get the shutdown timeout to finish and
 // are otherwise released for another process to take.
 func Serve(ctx context.Context, cfg config.Config, log *slog.Logger, red *logging.Redactor, opts Options) error {
-	db, _, err := OpenStore(ctx, &cfg, log, red)
+	db, err := openDB(ctx, &cfg, log, red)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
+	// Alone on the database, every job still marked running belongs to a
+	// process that died: take the lock exclusively to find out, rescue those
+	// jobs at once instead of waiting out their leases, then share the lock
+	// with any panel that starts later.
+	release, err := db.LockInstance(ctx, true)
+	alone := err == nil
+	if errors.Is(err, store.ErrInstanceBusy) {
+		release, err = db.LockInstance(ctx, false)
+	}
+	if err != nil {
+		return err
+	}
+	defer func() { release() }()
+	if _, err := loadKeys(ctx, db, &cfg, log, red); err != nil {
+		return err
+	}
 	applied, err := db.Migrate(ctx)
 	if err != nil {
 		return err
@@ -89,11 +119,22 @@ func Serve(ctx context.Context, cfg config.Config, log *slog.Logger, red *loggin
 	if err := db.RegisterActiveKey(ctx); err != nil {
 		return err
 	}
-	release, err := db.LockInstance(ctx, false)
-	if err != nil {
-		return err
+	if alone {
+		n, err := db.RescueOrphanedJobs(ctx)
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			log.Warn("requeued jobs left running by a previous process", "jobs", n)
+		}
+		release()
+		shared, err := db.LockInstance(ctx, false)
+		if err != nil {
+			release = func() {}
+			return err
+		}
+		release = shared
 	}
-	defer release()
 
 	runner := jobs.NewRunner(db, jobs.Options{
 		Logger: log, Workers: cfg.JobWorkers, Lease: cfg.JobLease,
@@ -109,12 +150,29 @@ func Serve(ctx context.Context, cfg config.Config, log *slog.Logger, red *loggin
 		}
 	}
 
+	recorder := audit.New(db)
+	accounts := auth.New(auth.Options{DB: db, Log: log, Audit: recorder, BaseURL: cfg.URL,
+		IdleTimeout: cfg.SessionIdleTimeout, AbsoluteTimeout: cfg.SessionAbsoluteTimeout,
+		QueueMail: queueAccountMail})
+	handler, err := web.New(web.Deps{DB: db, Log: log, Auth: accounts, Audit: recorder, BaseURL: cfg.URL})
+	if err != nil {
+		return err
+	}
+	if token, err := accounts.NewSetupToken(ctx); err != nil {
+		return err
+	} else if token != "" {
+		// Printed on purpose: only someone who can read this log can create
+		// the first admin. It is useless once a user exists.
+		log.Warn("no user exists yet: open the setup page to create the first admin",
+			"setup_url", cfg.URL.String()+"/setup?token="+token)
+	}
+
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
 	srv := &http.Server{
-		Handler:           web.New(db, log),
+		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
 		IdleTimeout:       120 * time.Second,
@@ -162,10 +220,43 @@ func Serve(ctx context.Context, cfg config.Config, log *slog.Logger, red *loggin
 func registerJobs(r *jobs.Runner, s *jobs.Scheduler, db *store.DB, log *slog.Logger, cfg config.Config) error {
 	r.Handle(metrics.RetentionKind, metrics.Retention(db, log, metrics.Keep, 5000))
 	r.Handle(auth.ExpiryKind, auth.Expiry(db, log, cfg.SessionIdleTimeout))
-	r.Handle(jobs.CleanupKind, jobs.Cleanup(db, 30*24*time.Hour))
+	r.Handle(jobs.CleanupKind, r.Cleanup(30*24*time.Hour))
+	var sender *mail.Sender
+	if cfg.SMTP != nil && cfg.MailFrom != nil {
+		var err error
+		if sender, err = mail.NewSender(*cfg.SMTP, *cfg.MailFrom); err != nil {
+			return err
+		}
+		log.Info("outgoing mail", "smtp", sender.Server(), "from", cfg.MailFrom.String())
+	} else {
+		log.Warn("outgoing mail is off: set UPANEL_SMTP_URL; password-reset and invite emails will fail")
+	}
+	r.Handle(mail.SendKind, mail.SendHandler(db, sender, log))
+	r.Handle(mail.MaintainKind, mail.Maintain(db, log, mail.KeepBodies))
 	return errors.Join(
+		s.Every(mail.MaintainKind, "*/15 * * * *"),
 		s.Every(metrics.RetentionKind, "7 * * * *"),
 		s.Every(auth.ExpiryKind, "*/10 * * * *"),
 		s.Every(jobs.CleanupKind, "23 3 * * *"),
 	)
+}
+
+// queueAccountMail renders an account email and puts it in the outbox, in the
+// caller's transaction.
+func queueAccountMail(ctx context.Context, tx *store.Tx, m auth.Mail) error {
+	var om store.OutboxMail
+	var err error
+	switch m.Kind {
+	case mail.KindPasswordReset:
+		om, err = mail.PasswordResetEmail(m.To, mail.PasswordReset{Link: m.Link, IP: m.Data["ip"], ExpiresIn: m.Expires})
+	case mail.KindInvite:
+		om, err = mail.InviteEmail(m.To, mail.Invite{Link: m.Link, InviterEmail: m.Data["inviter"], Role: m.Data["role"], ExpiresIn: m.Expires})
+	default:
+		err = fmt.Errorf("panel: unknown account email %q", m.Kind)
+	}
+	if err != nil {
+		return err
+	}
+	_, err = tx.EnqueueMail(ctx, om)
+	return err
 }

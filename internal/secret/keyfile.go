@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -117,7 +118,7 @@ func WriteKeyFile(path string, keys []Key) error {
 	var b strings.Builder
 	b.WriteString(keyFileHeader)
 	for _, k := range keys {
-		b.WriteString(k.String())
+		b.WriteString(k.Encode())
 		b.WriteByte('\n')
 	}
 	tmp, err := writeTemp(path, []byte(b.String()))
@@ -147,7 +148,7 @@ func createKeyFile(path string) error {
 	if err != nil {
 		return err
 	}
-	tmp, err := writeTemp(path, []byte(keyFileHeader+k.String()+"\n"))
+	tmp, err := writeTemp(path, []byte(keyFileHeader+k.Encode()+"\n"))
 	if err != nil {
 		return err
 	}
@@ -200,3 +201,24 @@ func syncDir(dir string) error {
 // ReadKeys returns the configured keys, the active one first. Rotation
 // uses it to add a key in front and later drop unused ones.
 func (s Source) ReadKeys() ([]Key, error) { return s.keys() }
+
+// AppendKeyFile adds keys to the end of a key file, creating it (0600) if
+// needed; rotation keeps retired keys this way for restoring old backups.
+func AppendKeyFile(path string, keys []Key) error {
+	var existing []Key
+	if _, err := os.Stat(path); err == nil {
+		if existing, err = ReadKeyFile(path, true); err != nil {
+			return err
+		}
+	}
+	all := append([]Key(nil), existing...)
+	for _, k := range keys {
+		if !slices.ContainsFunc(all, func(e Key) bool { return e.ID() == k.ID() }) {
+			all = append(all, k)
+		}
+	}
+	if len(all) == 0 {
+		return nil
+	}
+	return WriteKeyFile(path, all)
+}

@@ -18,6 +18,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 )
 
@@ -79,12 +80,16 @@ func newKey(raw []byte) Key {
 // ID is the key's public identifier, 8 hex digits.
 func (k Key) ID() string { return k.id }
 
-// String returns the key in "base64:..." form. It is the secret itself: only
-// "key generate" and the key file writer call it.
-func (k Key) String() string { return keyPrefix + base64.StdEncoding.EncodeToString(k.raw) }
+// Encode returns the key in "base64:..." form: the secret itself. Only "key
+// generate", the key file writer and the log redactor call it.
+func (k Key) Encode() string { return keyPrefix + base64.StdEncoding.EncodeToString(k.raw) }
 
-// LogValue keeps a key out of logs even if someone logs one by mistake.
-func (k Key) LogValue() string { return "key:" + k.id }
+// String names the key without revealing it, so a key printed with %v or
+// logged by mistake shows only its id.
+func (k Key) String() string { return "key:" + k.id }
+
+// LogValue keeps a key out of structured logs the same way.
+func (k Key) LogValue() slog.Value { return slog.StringValue("key:" + k.id) }
 
 // Scope names the place a ciphertext belongs to. It is the additional data.
 type Scope struct {
@@ -142,7 +147,7 @@ func (kr *Keyring) Encrypt(plaintext []byte, scope Scope) (string, error) {
 	return kr.EncryptWith(kr.active, plaintext, scope)
 }
 
-// EncryptWith seals plaintext with a specific key; only key checks need it.
+// EncryptWith seals plaintext with a specific key of the ring.
 func (kr *Keyring) EncryptWith(kid string, plaintext []byte, scope Scope) (string, error) {
 	aead, ok := kr.keys[kid]
 	if !ok {

@@ -3,6 +3,7 @@ package secret
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -100,7 +101,7 @@ func TestWrongKeyAndRotationKeys(t *testing.T) {
 
 func TestParseKey(t *testing.T) {
 	k := mustKey(t)
-	got, err := ParseKey(" " + k.String() + "\n")
+	got, err := ParseKey(" " + k.Encode() + "\n")
 	if err != nil || got.ID() != k.ID() {
 		t.Fatalf("ParseKey(String()) = %v, %v", got.ID(), err)
 	}
@@ -109,8 +110,11 @@ func TestParseKey(t *testing.T) {
 			t.Errorf("ParseKey(%q) accepted", bad)
 		}
 	}
-	if strings.Contains(k.LogValue(), k.String()[7:]) {
-		t.Fatal("LogValue reveals the key")
+	secretPart := k.Encode()[len("base64:"):]
+	for _, shown := range []string{k.String(), k.LogValue().String(), fmt.Sprintf("%v %+v %s", k, k, k)} {
+		if strings.Contains(shown, secretPart) {
+			t.Fatalf("the key shows itself: %q", shown)
+		}
 	}
 }
 
@@ -173,7 +177,7 @@ func TestKeyFileRoundTripAndEnvSource(t *testing.T) {
 	if err != nil || len(keys) != 2 || keys[0].ID() != a.ID() || keys[1].ID() != b.ID() {
 		t.Fatalf("ReadKeyFile = %v, %v", keys, err)
 	}
-	kr, err := Load(Source{Key: a.String(), PreviousKeys: " " + b.String() + " ,"})
+	kr, err := Load(Source{Key: a.Encode(), PreviousKeys: " " + b.Encode() + " ,"})
 	if err != nil || kr.ActiveID() != a.ID() || !kr.Has(b.ID()) {
 		t.Fatalf("env source: %v", err)
 	}

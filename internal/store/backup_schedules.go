@@ -19,7 +19,8 @@ type DueBackupSchedule struct {
 // have no next run yet.
 func (db *DB) DueBackupSchedules(ctx context.Context, now time.Time, limit int) ([]DueBackupSchedule, error) {
 	rows, err := db.query(ctx, `SELECT id, app_id, cron_expression, timezone, next_run_at FROM backup_schedules
-		WHERE is_active = TRUE AND (next_run_at IS NULL OR next_run_at <= ?) ORDER BY next_run_at, id LIMIT ?`, now, limit)
+		WHERE is_active = TRUE AND (next_run_at IS NULL OR next_run_at <= ?)
+		ORDER BY (next_run_at IS NOT NULL), next_run_at, id LIMIT ?`, now, limit)
 	if err != nil {
 		return nil, fmt.Errorf("store: due backup schedules: %w", err)
 	}
@@ -46,8 +47,11 @@ func (tx *Tx) AdvanceBackupSchedule(ctx context.Context, id string, expected *ti
 	if expected == nil {
 		q += "next_run_at IS NULL"
 	} else {
-		q += "next_run_at = ?"
-		args = append(args, *expected)
+		// A range, not equality: the value read was cut to milliseconds,
+		// and a row written elsewhere may carry microseconds.
+		at := expected.UTC().Truncate(time.Millisecond)
+		q += "next_run_at >= ? AND next_run_at < ?"
+		args = append(args, at, at.Add(time.Millisecond))
 	}
 	res, err := tx.exec(ctx, q, args...)
 	if err != nil {
@@ -55,4 +59,13 @@ func (tx *Tx) AdvanceBackupSchedule(ctx context.Context, id string, expected *ti
 	}
 	n, _ := res.RowsAffected()
 	return n == 1, nil
+}
+
+// DeactivateBackupSchedule switches a schedule off and clears its next run.
+func (tx *Tx) DeactivateBackupSchedule(ctx context.Context, id string) error {
+	_, err := tx.exec(ctx, "UPDATE backup_schedules SET is_active = FALSE, next_run_at = NULL WHERE id = ?", id)
+	if err != nil {
+		return fmt.Errorf("store: deactivate backup schedule %s: %w", id, err)
+	}
+	return nil
 }

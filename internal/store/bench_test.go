@@ -11,6 +11,7 @@ import (
 	"database/sql"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -133,28 +134,43 @@ func BenchmarkJobClaimComplete(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				work := func(owner string) {
-					j, ok, err := db.ClaimJob(ctx, owner, kinds, time.Minute)
-					if err != nil || !ok {
-						b.Fatalf("claim: %v %v", ok, err)
-					}
-					if err := db.FinishJob(ctx, j.ID, owner, store.JobSucceeded, "", nil); err != nil {
-						b.Fatal(err)
+				// work claims and finishes one job. Under SKIP LOCKED a claim
+				// can find nothing while other workers hold the candidate
+				// rows, so it tries again; errors are returned, not fatal,
+				// because RunParallel goroutines must not call b.Fatal.
+				work := func(owner string) error {
+					for {
+						j, ok, err := db.ClaimJob(ctx, owner, kinds, time.Minute)
+						if err != nil {
+							return err
+						}
+						if ok {
+							return db.FinishJob(ctx, j.ID, owner, store.JobSucceeded, "", nil)
+						}
 					}
 				}
 				b.ResetTimer()
 				if mode == "serial" {
 					for range b.N {
-						work("w")
+						if err := work("w"); err != nil {
+							b.Fatal(err)
+						}
 					}
 				} else {
+					var failed atomic.Value
 					b.SetParallelism(2) // 2 × GOMAXPROCS workers
 					b.RunParallel(func(pb *testing.PB) {
 						owner := ulid.Make().String()
 						for pb.Next() {
-							work(owner)
+							if err := work(owner); err != nil {
+								failed.Store(err)
+								return
+							}
 						}
 					})
+					if err, _ := failed.Load().(error); err != nil {
+						b.Fatal(err)
+					}
 				}
 				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "jobs/s")
 			})

@@ -126,6 +126,10 @@ func nullString(s string) any {
 // is now responsible: the new one, or the existing job with the same id or the
 // same active unique key (created is then false).
 func (tx *Tx) EnqueueJob(ctx context.Context, j NewJob) (id string, created bool, err error) {
+	return tx.enqueueJob(ctx, j, false)
+}
+
+func (tx *Tx) enqueueJob(ctx context.Context, j NewJob, retried bool) (id string, created bool, err error) {
 	if j.Kind == "" || len(j.Kind) > 50 {
 		return "", false, apperr.New(apperr.Invalid, "job kind must be 1-50 characters")
 	}
@@ -171,8 +175,13 @@ func (tx *Tx) EnqueueJob(ctx context.Context, j NewJob) (id string, created bool
 		return "", false, err
 	}
 	err = tx.queryRow(ctx, "SELECT id FROM jobs WHERE unique_key = ? AND status IN ('queued', 'running')", j.UniqueKey).Scan(&existing)
+	if errors.Is(err, sql.ErrNoRows) && !retried {
+		// The job holding the key ended between our insert and our look:
+		// the key is free now, so try once more.
+		return tx.enqueueJob(ctx, j, true)
+	}
 	if err != nil {
-		return "", false, fmt.Errorf("store: enqueue %s: conflicting job vanished: %w", j.Kind, err)
+		return "", false, fmt.Errorf("store: enqueue %s: %w", j.Kind, err)
 	}
 	return existing, false, nil
 }
@@ -202,8 +211,8 @@ func (db *DB) ClaimJob(ctx context.Context, owner string, kinds []string, lease 
 	q := `UPDATE jobs SET status = 'running', lease_owner = ?, lease_expires_at = ?, attempts = attempts + 1,
 		started_at = COALESCE(started_at, ?), updated_at = ?
 		WHERE status = 'queued' AND id = (
-			SELECT j.id FROM jobs j WHERE j.status = 'queued' AND j.run_at <= ?
-			AND j.kind IN (` + strings.TrimSuffix(strings.Repeat("?, ", len(kinds)), ", ") + `)
+			SELECT j.id FROM jobs j WHERE j.status = 'queued' AND j.run_at <= ? AND j.cancel_requested_at IS NULL
+			AND j.kind IN (` + placeholders(len(kinds)) + `)
 			AND (j.concurrency_key IS NULL OR NOT EXISTS (
 				SELECT 1 FROM jobs r WHERE r.concurrency_key = j.concurrency_key AND r.status = 'running'))
 			ORDER BY j.run_at, j.id LIMIT 1` + db.d.skipLocked + `)
@@ -284,8 +293,9 @@ func (db *DB) RetryJob(ctx context.Context, id, owner, lastError string, runAt t
 		now := tx.Now()
 		var status string
 		err := tx.queryRow(ctx, `UPDATE jobs SET
-				status = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE 'queued' END,
-				finished_at = CASE WHEN attempts >= max_attempts THEN `+tx.db.d.timeParam+` ELSE NULL END,
+				status = CASE WHEN cancel_requested_at IS NOT NULL THEN 'cancelled'
+					WHEN attempts >= max_attempts THEN 'failed' ELSE 'queued' END,
+				finished_at = CASE WHEN cancel_requested_at IS NOT NULL OR attempts >= max_attempts THEN `+tx.db.d.timeParam+` ELSE NULL END,
 				run_at = ?, last_error = ?, updated_at = ?, lease_owner = NULL, lease_expires_at = NULL
 			WHERE id = ? AND lease_owner = ? AND status = 'running' RETURNING status`,
 			now, runAt, nullString(lastError), now, id, owner).Scan(&status)
@@ -299,12 +309,15 @@ func (db *DB) RetryJob(ctx context.Context, id, owner, lastError string, runAt t
 }
 
 // ReleaseJob hands a held job back untouched, for a worker that is shutting
-// down: the attempt is not counted and the job can be claimed at once.
+// down: the attempt is not counted and the job can be claimed at once, unless a
+// cancel was requested meanwhile, which ends it.
 func (db *DB) ReleaseJob(ctx context.Context, id, owner string) error {
 	now := db.Now()
-	res, err := db.exec(ctx, `UPDATE jobs SET status = 'queued', attempts = attempts - 1, run_at = ?, updated_at = ?,
-		lease_owner = NULL, lease_expires_at = NULL
-		WHERE id = ? AND lease_owner = ? AND status = 'running'`, now, now, id, owner)
+	res, err := db.exec(ctx, `UPDATE jobs SET
+			status = CASE WHEN cancel_requested_at IS NOT NULL THEN 'cancelled' ELSE 'queued' END,
+			finished_at = CASE WHEN cancel_requested_at IS NOT NULL THEN `+db.d.timeParam+` ELSE NULL END,
+			attempts = attempts - 1, run_at = ?, updated_at = ?, lease_owner = NULL, lease_expires_at = NULL
+		WHERE id = ? AND lease_owner = ? AND status = 'running'`, now, now, now, id, owner)
 	if err != nil {
 		return fmt.Errorf("store: release job %s: %w", id, err)
 	}
@@ -318,6 +331,11 @@ func (db *DB) ReleaseJob(ctx context.Context, id, owner string) error {
 // to the queue, to run at retryAt, or ends them when they used up their attempts
 // or were asked to cancel. It returns how many it touched.
 func (db *DB) RescueExpiredJobs(ctx context.Context, retryAt time.Time) (int, error) {
+	return db.rescue(ctx, retryAt, db.Now())
+}
+
+// rescue requeues or ends running jobs whose lease expires before cutoff.
+func (db *DB) rescue(ctx context.Context, retryAt, cutoff time.Time) (int, error) {
 	now := db.Now()
 	res, err := db.exec(ctx, `UPDATE jobs SET
 			status = CASE WHEN cancel_requested_at IS NOT NULL THEN 'cancelled'
@@ -325,7 +343,7 @@ func (db *DB) RescueExpiredJobs(ctx context.Context, retryAt time.Time) (int, er
 			finished_at = CASE WHEN cancel_requested_at IS NOT NULL OR attempts >= max_attempts THEN `+db.d.timeParam+` ELSE NULL END,
 			last_error = 'lease expired: worker ' || COALESCE(lease_owner, '?') || ' stopped without finishing',
 			run_at = ?, updated_at = ?, lease_owner = NULL, lease_expires_at = NULL
-		WHERE status = 'running' AND lease_expires_at < ?`, now, retryAt, now, now)
+		WHERE status = 'running' AND lease_expires_at < ?`, now, retryAt, now, cutoff)
 	if err != nil {
 		return 0, fmt.Errorf("store: rescue jobs: %w", err)
 	}
@@ -363,11 +381,18 @@ func (db *DB) GetJob(ctx context.Context, id string) (*Job, error) {
 	return j, nil
 }
 
-// NextJobRunAt returns when the earliest queued job becomes runnable, so idle
-// workers can sleep until then instead of polling.
-func (db *DB) NextJobRunAt(ctx context.Context) (time.Time, bool, error) {
+// NextJobRunAt returns when the earliest queued job of kinds becomes
+// runnable, so idle workers can sleep until then instead of polling.
+func (db *DB) NextJobRunAt(ctx context.Context, kinds []string) (time.Time, bool, error) {
 	var t nullTime
-	if err := db.queryRow(ctx, "SELECT MIN(run_at) FROM jobs WHERE status = 'queued'").Scan(&t); err != nil {
+	if len(kinds) == 0 {
+		return time.Time{}, false, nil
+	}
+	args := make([]any, len(kinds))
+	for i, k := range kinds {
+		args[i] = k
+	}
+	if err := db.queryRow(ctx, "SELECT MIN(run_at) FROM jobs WHERE status = 'queued' AND cancel_requested_at IS NULL AND kind IN ("+placeholders(len(kinds))+")", args...).Scan(&t); err != nil {
 		return time.Time{}, false, fmt.Errorf("store: next job: %w", err)
 	}
 	return t.Time, t.Valid, nil
@@ -385,6 +410,40 @@ func (db *DB) deleteBatch(ctx context.Context, table, where string, limit int, a
 	res, err := db.exec(ctx, "DELETE FROM "+table+" WHERE id IN (SELECT id FROM "+table+" WHERE "+where+" LIMIT ?)", args...)
 	if err != nil {
 		return 0, fmt.Errorf("store: delete from %s: %w", table, err)
+	}
+	n, _ := res.RowsAffected()
+	return int(n), nil
+}
+
+func placeholders(n int) string { return strings.TrimSuffix(strings.Repeat("?, ", n), ", ") }
+
+// RescueOrphanedJobs returns every running job to the queue (or ends it, like
+// RescueExpiredJobs) without waiting for its lease: serve calls it at start
+// when it holds the database alone, so the jobs' workers are certainly gone.
+func (db *DB) RescueOrphanedJobs(ctx context.Context) (int, error) {
+	now := db.Now()
+	return db.rescue(ctx, now, now.Add(100*365*24*time.Hour))
+}
+
+// FailUnclaimedJobs ends jobs of kinds no process handles: queued longer than
+// cutoff allows, never attempted, and not among handled. Without it a job of a
+// removed or misspelt kind would wait forever instead of reaching a terminal
+// state.
+func (db *DB) FailUnclaimedJobs(ctx context.Context, handled []string, cutoff time.Time) (int, error) {
+	now := db.Now()
+	args := []any{now, now, cutoff}
+	q := `UPDATE jobs SET status = 'failed', finished_at = ?, updated_at = ?,
+		last_error = 'no panel process handles jobs of this kind'
+		WHERE status = 'queued' AND attempts = 0 AND run_at < ?`
+	if len(handled) > 0 {
+		q += " AND kind NOT IN (" + placeholders(len(handled)) + ")"
+		for _, k := range handled {
+			args = append(args, k)
+		}
+	}
+	res, err := db.exec(ctx, q, args...)
+	if err != nil {
+		return 0, fmt.Errorf("store: fail unclaimed jobs: %w", err)
 	}
 	n, _ := res.RowsAffected()
 	return int(n), nil

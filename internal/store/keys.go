@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"crypto/subtle"
 	"fmt"
 	"slices"
 	"sort"
@@ -46,7 +45,7 @@ func (db *DB) CheckKeys(ctx context.Context) error {
 			continue
 		}
 		p, err := kr.Decrypt(check, keyCheckColumn.scope(id))
-		if err != nil || subtle.ConstantTimeCompare(p, []byte(keyCheckText)) != 1 {
+		if err != nil || string(p) != keyCheckText {
 			wrong = append(wrong, id)
 		}
 	}
@@ -72,7 +71,14 @@ func (db *DB) CheckKeys(ctx context.Context) error {
 	return nil
 }
 
+// keysLock serialises key registration between panel processes on PostgreSQL.
+const keysLock = 7_411_025_004
+
 // RegisterActiveKey records that data may now be written with the active key.
+// In one transaction it checks again that every key the data depends on is in
+// the keyring, so two panels started at once with different keys cannot both
+// register theirs, and it refuses a key that a rotation retired: a panel
+// started from an old copy of the key file must not write with it.
 func (db *DB) RegisterActiveKey(ctx context.Context) error {
 	kr, err := db.keyring()
 	if err != nil {
@@ -84,11 +90,41 @@ func (db *DB) RegisterActiveKey(ctx context.Context) error {
 		return err
 	}
 	return db.InTx(ctx, func(tx *Tx) error {
-		res, err := tx.exec(ctx, "UPDATE encryption_keys SET retired_at = NULL WHERE id = ?", id)
+		if db.d.name == "postgres" {
+			if _, err := tx.exec(ctx, "SELECT pg_advisory_xact_lock(?)", keysLock); err != nil {
+				return err
+			}
+		}
+		rows, err := tx.query(ctx, "SELECT id, retired_at IS NOT NULL FROM encryption_keys")
 		if err != nil {
 			return err
 		}
-		if n, _ := res.RowsAffected(); n > 0 {
+		known, retired := false, false
+		var missing []string
+		for rows.Next() {
+			var kid string
+			var isRetired bool
+			if err := rows.Scan(&kid, &isRetired); err != nil {
+				rows.Close()
+				return err
+			}
+			if kid == id {
+				known, retired = true, isRetired
+			} else if !isRetired && !kr.Has(kid) {
+				missing = append(missing, kid)
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if retired {
+			return apperr.New(apperr.Conflict, "app key %s was retired by a key rotation and must not encrypt new data: use the current key file", id)
+		}
+		if len(missing) > 0 {
+			return apperr.New(apperr.Conflict, "this database holds secrets encrypted with app key id %s, which is not configured; nothing was changed", strings.Join(missing, ", "))
+		}
+		if known {
 			return nil
 		}
 		_, err = tx.exec(ctx, "INSERT INTO encryption_keys (id, check_value, created_at) VALUES (?, ?, ?)", id, check, tx.Now())
@@ -101,7 +137,9 @@ func (db *DB) KeyUsage(ctx context.Context) (map[string]int, error) {
 	usage := map[string]int{}
 	for _, c := range SecretColumns {
 		// "v1:" is 3 characters; the 8-character key id follows.
-		rows, err := db.query(ctx, "SELECT SUBSTR("+c.Column+", 4, 8), COUNT(*) FROM "+c.Table+" WHERE "+c.Column+" IS NOT NULL GROUP BY SUBSTR("+c.Column+", 4, 8)")
+		// Only real ciphertexts: a value without the v1: prefix (an empty
+		// placeholder) has no key, and its text must not pose as a key id.
+		rows, err := db.query(ctx, "SELECT SUBSTR("+c.Column+", 4, 8), COUNT(*) FROM "+c.Table+" WHERE "+c.Column+" LIKE 'v1:%' GROUP BY SUBSTR("+c.Column+", 4, 8)")
 		if err != nil {
 			return nil, fmt.Errorf("store: key usage of %s: %w", c, err)
 		}
@@ -169,7 +207,7 @@ func (db *DB) ReencryptAll(ctx context.Context, batch int, progress func(c Secre
 			}
 			n := 0
 			err := db.InTx(ctx, func(tx *Tx) error {
-				rows, err := tx.query(ctx, "SELECT id, "+c.Column+" FROM "+c.Table+" WHERE "+c.Column+" IS NOT NULL AND "+c.Column+" NOT LIKE ? ORDER BY id LIMIT ?", like, batch)
+				rows, err := tx.query(ctx, "SELECT id, "+c.Column+" FROM "+c.Table+" WHERE "+c.Column+" LIKE 'v1:%' AND "+c.Column+" NOT LIKE ? ORDER BY id LIMIT ?", like, batch)
 				if err != nil {
 					return err
 				}

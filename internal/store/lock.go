@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"syscall"
+	"time"
 
 	"upanel/internal/apperr"
 )
@@ -67,9 +68,17 @@ func (db *DB) lockPostgres(ctx context.Context, exclusive bool) (func(), error) 
 		conn.Close()
 		return nil, ErrInstanceBusy
 	}
-	// Session advisory locks die with their connection. Returning ErrBadConn
-	// from Raw makes database/sql close it instead of pooling it, lock and all.
+	// Unlock explicitly: a closed connection's locks are only released when
+	// the server notices, which may be after the next lock attempt. Then drop
+	// the connection rather than pool it, in case the unlock failed.
+	unlock := "pg_advisory_unlock_shared"
+	if exclusive {
+		unlock = "pg_advisory_unlock"
+	}
 	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		conn.ExecContext(ctx, "SELECT "+unlock+"($1)", instanceLockKey)
 		conn.Raw(func(any) error { return driver.ErrBadConn })
 		conn.Close()
 	}, nil

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"text/template"
 	"time"
 
@@ -63,17 +64,20 @@ func loadMigrations() ([]Migration, error) {
 	return ms, nil
 }
 
+// embeddedMigrations parses the embedded files once; they cannot change.
+var embeddedMigrations = sync.OnceValues(loadMigrations)
+
 // Migrations lists every migration this binary knows, in order.
 func Migrations() []Migration {
-	ms, err := loadMigrations()
+	ms, err := embeddedMigrations()
 	if err != nil {
 		panic(err) // the embedded files are part of the binary; a test covers them
 	}
-	return ms
+	return append([]Migration(nil), ms...)
 }
 
 // LatestVersion is the schema version this binary expects.
-func LatestVersion() int { ms := Migrations(); return ms[len(ms)-1].Version }
+func LatestVersion() int { return len(Migrations()) }
 
 func (d *dialect) render(m Migration) (string, error) {
 	t, err := template.New(m.Name).Funcs(d.tmpl).Option("missingkey=error").Parse(m.body)
@@ -87,8 +91,7 @@ func (d *dialect) render(m Migration) (string, error) {
 	return b.String(), nil
 }
 
-// RenderMigration returns the SQL a migration runs on this database; "upanel
-// migrate status --sql" and the docs use it.
+// RenderMigration returns the SQL a migration runs on this database.
 func (db *DB) RenderMigration(m Migration) (string, error) { return db.d.render(m) }
 
 const createSchemaMigrations = `CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -141,7 +144,9 @@ func (db *DB) Migrate(ctx context.Context) ([]string, error) {
 			if n > 0 {
 				return nil
 			}
-			if _, err := tx.exec(ctx, sqlText); err != nil {
+			// Run as written: migration text is not a query with
+			// placeholders, and rebinding could misread a ? or a quote.
+			if _, err := tx.tx.ExecContext(ctx, sqlText); err != nil {
 				return err
 			}
 			if _, err := tx.exec(ctx, "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)", m.Version, m.Name, tx.Now()); err != nil {

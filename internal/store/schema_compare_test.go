@@ -20,13 +20,22 @@ import (
 )
 
 // schemaExtraColumns lists columns our migrations add to seed tables on
-// purpose, by table. It is empty: an addition to a seed table must be a
-// decision, recorded here (and in the docs), not an accident.
-var schemaExtraColumns = map[string][]string{}
+// purpose, by table. An addition to a seed table must be a decision, recorded
+// here (and in the docs), not an accident.
+var schemaExtraColumns = map[string][]string{
+	// 020_add_activity_log_hash_chain: the tamper-evident hash chain (issue 3,
+	// item 12); nullable, so the seed's columns keep their shape.
+	"activity_log": {"prev_hash", "hash"},
+	// 022_create_api_tokens_and_settings: TOTP replay protection (the last
+	// time step used) and when the password last changed.
+	"users": {"two_factor_last_step", "password_changed_at"},
+}
 
 // schemaExtraSecretColumns lists store.SecretColumns entries the seed does not
-// name as encrypted. Empty for now.
-var schemaExtraSecretColumns = []store.SecretColumn{}
+// name as encrypted.
+var schemaExtraSecretColumns = []store.SecretColumn{
+	{Table: "mail_outbox", Column: "body"}, // 021: reset and invite links are secrets
+}
 
 type schemaProblems []string
 

@@ -85,6 +85,29 @@ var schemaRowFixtures = map[string]schemaRowFixture{
 		update:     "UPDATE user_invites SET email = ? WHERE id = ?",
 		updateArgs: []any{"invitee-2@example.test"},
 	},
+	"mail_outbox": {
+		insert: "INSERT INTO mail_outbox (id, kind, to_address, subject) VALUES (?, ?, ?, ?)",
+		args: func(map[string]string) []any {
+			return []any{"invite", "schema-fixture@example.test", "You are invited to UPanel"}
+		},
+		update:     "UPDATE mail_outbox SET attempts = ? WHERE id = ?",
+		updateArgs: []any{1},
+	},
+	"api_tokens": {
+		parents: []string{"users"},
+		insert:  "INSERT INTO api_tokens (id, user_id, name, role, token_hash, token_prefix) VALUES (?, ?, ?, ?, ?, ?)",
+		args: func(ids map[string]string) []any {
+			return []any{ids["users"], "ci", "viewer", strings.Repeat("cd", 32), "upt_abcdefgh"}
+		},
+		update:     "UPDATE api_tokens SET name = ? WHERE id = ?",
+		updateArgs: []any{"ci-2"},
+	},
+	"settings": {
+		insert:     "INSERT INTO settings (id, value) VALUES (?, ?)",
+		args:       func(map[string]string) []any { return []any{"false"} },
+		update:     "UPDATE settings SET value = ? WHERE id = ?",
+		updateArgs: []any{"true"},
+	},
 	"jobs": {
 		insert:     "INSERT INTO jobs (id, kind) VALUES (?, ?)",
 		args:       func(map[string]string) []any { return []any{"schema.fixture"} },

@@ -24,6 +24,8 @@ var SecretColumns = []SecretColumn{
 	{"apps", "env_production"},
 	{"apps", "env_staging"},
 	{"backup_destinations", "credentials"},
+	// Addition: outgoing mail bodies carry reset and invite links (migration 021).
+	{"mail_outbox", "body"},
 }
 
 func (c SecretColumn) String() string { return c.Table + "." + c.Column }
@@ -76,6 +78,15 @@ func (db *DB) unseal(c SecretColumn, id, ciphertext string) ([]byte, error) {
 		return nil, fmt.Errorf("store: decrypt %s of %s: %w", c, id, err)
 	}
 	return p, nil
+}
+
+// Seal encrypts plaintext for a row's secret column, for an INSERT that writes
+// the row and its secret at once. nil plaintext is NULL.
+func (tx *Tx) Seal(c SecretColumn, id string, plaintext []byte) (any, error) {
+	if !c.valid() {
+		return nil, fmt.Errorf("store: %s is not a secret column", c)
+	}
+	return tx.db.seal(c, id, plaintext)
 }
 
 // SetSecret encrypts plaintext into a row's secret column; nil clears it.

@@ -37,13 +37,16 @@ func (s *Server) middleware(next http.Handler) http.Handler {
 		h.Set("Referrer-Policy", "same-origin")
 		h.Set("Cross-Origin-Opener-Policy", "same-origin")
 		h.Set("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
+		if s.Auth != nil && s.Auth.SecureCookies() {
+			h.Set("Strict-Transport-Security", "max-age=31536000")
+		}
 		sw := &statusWriter{ResponseWriter: w}
 		defer func() {
 			if p := recover(); p != nil {
 				if p == http.ErrAbortHandler {
 					panic(p)
 				}
-				s.log.Error("handler panicked", "request_id", id, "panic", p, "stack", string(debug.Stack()))
+				s.Log.Error("handler panicked", "request_id", id, "panic", p, "stack", string(debug.Stack()))
 				if !sw.wrote {
 					http.Error(sw, "internal error", http.StatusInternalServerError)
 				}
@@ -52,10 +55,21 @@ func (s *Server) middleware(next http.Handler) http.Handler {
 			if r.URL.Path == "/healthz" || r.URL.Path == "/readyz" {
 				level = slog.LevelDebug
 			}
-			s.log.Log(ctx, level, "http request", "request_id", id, "method", r.Method, "path", r.URL.Path,
+			s.Log.Log(ctx, level, "http request", "request_id", id, "method", r.Method, "path", r.URL.Path,
 				"status", sw.status(), "bytes", sw.bytes, "duration_ms", time.Since(start).Milliseconds(),
 				"remote", r.RemoteAddr)
 		}()
+		if s.Auth != nil {
+			p, err := s.authenticate(r)
+			if err != nil {
+				s.Log.Error("authenticate request", "request_id", id, "err", err)
+				http.Error(sw, "service unavailable", http.StatusServiceUnavailable)
+				return
+			}
+			if p != nil {
+				r = r.WithContext(context.WithValue(r.Context(), principalKey{}, p))
+			}
+		}
 		next.ServeHTTP(sw, r)
 	})
 }

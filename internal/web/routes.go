@@ -1,10 +1,87 @@
 package web
 
-import "net/http"
+import (
+	"net/http"
 
-// routes registers every route of the panel. This file is the attack surface:
-// each route appears here once, with its method.
-func (s *Server) routes(mux *http.ServeMux) {
-	mux.HandleFunc("GET /healthz", s.healthz)
-	mux.HandleFunc("GET /readyz", s.readyz)
+	"upanel/internal/auth"
+)
+
+// routeTable is every route of the panel, UI and API, with the permission it
+// needs. It is the attack surface in one place: a route reaches its handler
+// only through guard, which asks auth.Decide. There is no default permission;
+// the route × role test walks this table.
+func (s *Server) routeTable() []route {
+	pub, step, signedIn, self, read, admin := auth.Public, auth.TwoFactorStep, auth.SignedIn, auth.Self, auth.Read, auth.AdminOnly
+	html := func(pattern string, perm auth.Permission, h func(http.ResponseWriter, *http.Request, *auth.Principal)) route {
+		return route{pattern: pattern, perm: perm, h: h}
+	}
+	api := func(pattern string, perm auth.Permission, h func(http.ResponseWriter, *http.Request, *auth.Principal)) route {
+		return route{pattern: pattern, perm: perm, api: true, h: h}
+	}
+	return []route{
+		html("GET /healthz", pub, s.healthz),
+		html("GET /readyz", pub, s.readyz),
+		html("GET /static/", pub, s.static),
+		html("GET /{$}", pub, s.home),
+
+		// First run and signing in.
+		html("GET /setup", pub, s.setupPage),
+		html("POST /setup", pub, s.setupSubmit),
+		html("GET /login", pub, s.loginPage),
+		html("POST /login", pub, s.loginSubmit),
+		html("GET /login/two-factor", step, s.twoFactorPage),
+		html("POST /login/two-factor", step, s.twoFactorSubmit),
+		html("GET /login/recovery", step, s.recoveryPage),
+		html("POST /login/recovery", step, s.recoverySubmit),
+		html("POST /logout", signedIn, s.logout),
+		html("GET /password/forgot", pub, s.forgotPage),
+		html("POST /password/forgot", pub, s.forgotSubmit),
+		html("GET /password/reset", pub, s.resetPage),
+		html("POST /password/reset", pub, s.resetSubmit),
+		html("GET /invite/accept", pub, s.invitePage),
+		html("POST /invite/accept", pub, s.inviteSubmit),
+
+		// The caller's own account.
+		html("GET /dashboard", self, s.dashboard),
+		html("GET /profile", self, s.profile),
+		html("POST /profile/password", self, s.changePassword),
+		html("POST /profile/timezone", self, s.changeTimezone),
+		html("GET /profile/two-factor", signedIn, s.twoFactorEnrollPage),
+		html("POST /profile/two-factor/start", signedIn, s.twoFactorStart),
+		html("POST /profile/two-factor/confirm", signedIn, s.twoFactorConfirm),
+		html("POST /profile/two-factor/disable", self, s.twoFactorDisable),
+		html("POST /profile/two-factor/recovery-codes", self, s.recoveryCodesRegenerate),
+		html("POST /profile/sessions/{id}/revoke", self, s.sessionRevoke),
+		html("POST /profile/tokens", self, s.tokenCreate),
+		html("POST /profile/tokens/{id}/revoke", self, s.tokenRevoke),
+
+		// Administration.
+		html("GET /admin/users", admin, s.usersPage),
+		html("POST /admin/users/{id}/role", admin, s.userRole),
+		html("POST /admin/users/{id}/delete", admin, s.userDelete),
+		html("POST /admin/invites", admin, s.inviteCreate),
+		html("POST /admin/invites/{id}/revoke", admin, s.inviteRevoke),
+		html("GET /admin/settings", admin, s.settingsPage),
+		html("POST /admin/settings", admin, s.settingsSubmit),
+		html("GET /admin/security-events", admin, s.securityEventsPage),
+		html("GET /activity", read, s.activityPage),
+
+		// JSON API.
+		api("GET /api/v1/openapi.json", pub, s.openAPI),
+		api("GET /api/v1/me", self, s.apiMe),
+		api("GET /api/v1/users", admin, s.apiUsers),
+		api("GET /api/v1/users/{id}", admin, s.apiUser),
+		api("PATCH /api/v1/users/{id}", admin, s.apiUserUpdate),
+		api("DELETE /api/v1/users/{id}", admin, s.apiUserDelete),
+		api("GET /api/v1/invites", admin, s.apiInvites),
+		api("POST /api/v1/invites", admin, s.apiInviteCreate),
+		api("DELETE /api/v1/invites/{id}", admin, s.apiInviteRevoke),
+		api("GET /api/v1/tokens", self, s.apiTokens),
+		api("POST /api/v1/tokens", self, s.apiTokenCreate),
+		api("DELETE /api/v1/tokens/{id}", self, s.apiTokenRevoke),
+		api("GET /api/v1/sessions", self, s.apiSessions),
+		api("DELETE /api/v1/sessions/{id}", self, s.apiSessionRevoke),
+		api("GET /api/v1/security-events", admin, s.apiSecurityEvents),
+		api("GET /api/v1/activity", read, s.apiActivity),
+	}
 }

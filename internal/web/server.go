@@ -1,31 +1,77 @@
-// Package web is UPanel's HTTP surface: the server-rendered UI, with the JSON API
-// mounted beside it, behind one middleware chain. routes.go lists every route.
+// Package web is UPanel's HTTP surface: the server-rendered UI and the JSON API
+// under /api/v1, behind one middleware chain and one access policy
+// (auth.Decide). routes.go lists every route with the permission it needs.
 package web
 
 import (
 	"context"
+	"html/template"
 	"log/slog"
 	"net/http"
+	"net/netip"
+	"net/url"
 	"time"
 
+	"upanel/internal/audit"
+	"upanel/internal/auth"
 	"upanel/internal/store"
 )
 
+// Deps is what the HTTP surface needs.
+type Deps struct {
+	DB    *store.DB
+	Log   *slog.Logger
+	Auth  *auth.Service
+	Audit *audit.Recorder
+	// BaseURL is UPANEL_URL.
+	BaseURL *url.URL
+	// TrustedProxies are the peers whose X-Forwarded-For is believed when
+	// working out the client's address (throttling, audit).
+	TrustedProxies []netip.Prefix
+}
+
 // Server holds what handlers need.
 type Server struct {
-	db  *store.DB
-	log *slog.Logger
+	Deps
+	pages  map[string]*template.Template
+	routes []route
 }
 
 // New returns the HTTP handler of the panel.
-func New(db *store.DB, log *slog.Logger) http.Handler {
-	s := &Server{db: db, log: log}
+func New(d Deps) (http.Handler, error) {
+	s, err := newServer(d)
+	if err != nil {
+		return nil, err
+	}
+	return s.handler(), nil
+}
+
+func newServer(d Deps) (*Server, error) {
+	if d.Log == nil {
+		d.Log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{Deps: d}
+	pages, err := parsePages()
+	if err != nil {
+		return nil, err
+	}
+	s.pages = pages
+	s.routes = s.routeTable()
+	return s, nil
+}
+
+func (s *Server) handler() http.Handler {
 	mux := http.NewServeMux()
-	s.routes(mux)
+	for _, rt := range s.routes {
+		mux.Handle(rt.pattern, s.guard(rt))
+	}
+	// Catch-alls for GET only, so that a known path with the wrong method
+	// still gets the mux's 405.
+	mux.HandleFunc("GET /", s.notFound)
 	return s.middleware(mux)
 }
 
-func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request, _ *auth.Principal) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Write([]byte("ok\n"))
 }
@@ -33,20 +79,20 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 // readyz is 200 only when the database answers and is migrated to exactly this
 // binary's schema, so a load balancer sends no traffic to a panel that cannot
 // serve it.
-func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request, _ *auth.Principal) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	if err := s.db.Ping(ctx); err != nil {
-		s.log.Warn("readyz: database unreachable", "err", err)
+	if err := s.DB.Ping(ctx); err != nil {
+		s.Log.Warn("readyz: database unreachable", "err", err)
 		w.WriteHeader(http.StatusServiceUnavailable)
 		w.Write([]byte("not ready: database unreachable\n"))
 		return
 	}
-	current, err := s.db.SchemaCurrent(ctx)
+	current, err := s.DB.SchemaCurrent(ctx)
 	if err != nil || !current {
 		if err != nil {
-			s.log.Warn("readyz: schema check failed", "err", err)
+			s.Log.Warn("readyz: schema check failed", "err", err)
 		}
 		w.WriteHeader(http.StatusServiceUnavailable)
 		w.Write([]byte("not ready: database migrations are not current\n"))

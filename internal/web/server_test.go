@@ -2,20 +2,40 @@ package web
 
 import (
 	"bytes"
+	"context"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/oklog/ulid/v2"
 
+	"upanel/internal/audit"
+	"upanel/internal/auth"
+	"upanel/internal/store"
 	"upanel/internal/store/storetest"
 )
 
-func TestHealthAndReadiness(t *testing.T) {
+// testHandler builds the panel's handler over a fresh SQLite database.
+func testHandler(t *testing.T) (http.Handler, *store.DB) {
+	t.Helper()
 	db := storetest.Open(t, "sqlite")
-	h := New(db, slog.New(slog.DiscardHandler))
+	rec := audit.New(db)
+	base, _ := url.Parse("http://panel.test")
+	svc := auth.New(auth.Options{DB: db, Audit: rec, BaseURL: base, IdleTimeout: time.Hour, AbsoluteTimeout: 24 * time.Hour,
+		QueueMail: func(context.Context, *store.Tx, auth.Mail) error { return nil }})
+	h, err := New(Deps{DB: db, Log: slog.New(slog.DiscardHandler), Auth: svc, Audit: rec, BaseURL: base})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h, db
+}
+
+func TestHealthAndReadiness(t *testing.T) {
+	h, db := testHandler(t)
 	for path, want := range map[string]int{"/healthz": 200, "/readyz": 200, "/nope": 404} {
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
@@ -42,8 +62,7 @@ func TestHealthAndReadiness(t *testing.T) {
 }
 
 func TestEveryResponseCarriesSecurityHeadersAndARequestID(t *testing.T) {
-	db := storetest.Open(t, "sqlite")
-	h := New(db, slog.New(slog.DiscardHandler))
+	h, _ := testHandler(t)
 	for _, path := range []string{"/healthz", "/missing"} {
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
@@ -63,7 +82,7 @@ func TestEveryResponseCarriesSecurityHeadersAndARequestID(t *testing.T) {
 
 func TestPanicsBecome500AndAreLoggedWithoutTheQuery(t *testing.T) {
 	var logs bytes.Buffer
-	s := &Server{log: slog.New(slog.NewJSONHandler(&logs, nil))}
+	s := &Server{Deps: Deps{Log: slog.New(slog.NewJSONHandler(&logs, nil))}}
 	h := s.middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { panic("bug") }))
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest("GET", "/reset?token=SECRET-RESET-TOKEN", nil))

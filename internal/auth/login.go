@@ -1,0 +1,340 @@
+package auth
+
+import (
+	"context"
+	"strings"
+	"time"
+
+	"upanel/internal/apperr"
+	"upanel/internal/audit"
+	"upanel/internal/store"
+)
+
+// SessionCookie is the name of the session cookie.
+const SessionCookie = "upanel_session"
+
+// LoginResult is a new session: the secret for the cookie, and whether it
+// still owes a second factor.
+type LoginResult struct {
+	Token   string
+	Session *store.Session
+	User    *store.User
+	Pending bool
+}
+
+func (s *Service) newSession(ctx context.Context, tx *store.Tx, u *store.User, pending bool, m Meta) (*LoginResult, error) {
+	token := newToken()
+	ttl := s.AbsoluteTimeout
+	if pending {
+		ttl = pendingTTL
+	}
+	sess, err := tx.CreateSession(ctx, store.NewSession{UserID: u.ID, TokenHash: hashToken(token), TwoFactorPending: pending,
+		IPAddress: m.IP, UserAgent: m.UserAgent, ExpiresAt: tx.Now().Add(ttl)})
+	if err != nil {
+		return nil, err
+	}
+	return &LoginResult{Token: token, Session: sess, User: u, Pending: pending}, nil
+}
+
+func (s *Service) event(typ string, u *store.User, m Meta, details map[string]any) store.SecurityEvent {
+	ev := store.SecurityEvent{EventType: typ, IPAddress: m.IP, UserAgent: m.UserAgent, Details: details}
+	if u != nil {
+		ev.UserID = u.ID
+	}
+	return ev
+}
+
+// recordFailure counts a failed attempt and records it, and a lockout if this
+// failure started one.
+func (s *Service) recordFailure(ctx context.Context, email string, u *store.User, kind string, m Meta, details map[string]any) {
+	a := store.LoginAttempt{Email: email, IPAddress: m.IP, Kind: kind}
+	if u != nil {
+		a.UserID = u.ID
+	}
+	if err := s.DB.RecordLoginAttempt(ctx, a); err != nil {
+		s.Log.Error("record login attempt", "err", err)
+	}
+	if details == nil {
+		details = map[string]any{}
+	}
+	details["email"], details["stage"] = email, kind
+	s.security(ctx, s.event(audit.LoginFailed, u, m, details))
+	if locked, until, err := lockedOutNow(ctx, s.DB, email); err == nil && locked {
+		s.security(ctx, s.event(audit.Lockout, u, m, map[string]any{"email": email, "until": until.UTC().Format(time.RFC3339)}))
+	}
+}
+
+func (s *Service) recordSuccess(ctx context.Context, u *store.User, kind string, m Meta) {
+	if err := s.DB.RecordLoginAttempt(ctx, store.LoginAttempt{Email: u.Email, UserID: u.ID, IPAddress: m.IP, Kind: kind, Succeeded: true}); err != nil {
+		s.Log.Error("record login attempt", "err", err)
+	}
+}
+
+// Login checks an email and password. The error never says which of the two was
+// wrong, and an unknown email costs the same time as a wrong password.
+func (s *Service) Login(ctx context.Context, email, password string, m Meta) (*LoginResult, error) {
+	key := strings.ToLower(strings.TrimSpace(email))
+	if len(key) > 254 || len(password) > 4*MaxPasswordLen {
+		return nil, errInvalidLogin
+	}
+	if err := checkThrottle(ctx, s.DB, key, m.IP); err != nil {
+		return nil, err
+	}
+	u, err := s.DB.GetUserByEmail(ctx, key)
+	if err != nil && !isNotFound(err) {
+		return nil, err
+	}
+	hash := ""
+	if u != nil {
+		if hash, err = s.DB.PasswordHash(ctx, u.ID); err != nil {
+			return nil, err
+		}
+	}
+	ok, err := s.Hasher.Verify(ctx, hash, password)
+	if err != nil {
+		return nil, err
+	}
+	if !ok || u == nil {
+		s.recordFailure(ctx, key, u, "password", m, nil)
+		return nil, errInvalidLogin
+	}
+	var res *LoginResult
+	err = s.DB.InTx(ctx, func(tx *store.Tx) error {
+		res, err = s.newSession(ctx, tx, u, u.TwoFactorEnabled(), m)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if !res.Pending {
+		// A user with two-factor is not signed in yet: the password step
+		// resets nothing, so the code step stays throttled.
+		s.recordSuccess(ctx, u, "password", m)
+		s.security(ctx, s.event(audit.LoginSuccess, u, m, map[string]any{"method": "password"}))
+	}
+	return res, nil
+}
+
+// pendingSession returns the user of a session that owes a second factor.
+func (s *Service) pendingSession(ctx context.Context, p *Principal) (*store.User, error) {
+	if p == nil || !p.TwoFactorPending || p.User == nil {
+		return nil, apperr.New(apperr.Unauthorized, "sign in again")
+	}
+	return p.User, nil
+}
+
+// completeLogin swaps the pending session for a full one: the session id
+// changes at the moment the sign-in completes.
+func (s *Service) completeLogin(ctx context.Context, p *Principal, u *store.User, kind string, m Meta) (*LoginResult, error) {
+	var res *LoginResult
+	err := s.DB.InTx(ctx, func(tx *store.Tx) error {
+		if err := tx.DeleteSession(ctx, u.ID, p.SessionID); err != nil {
+			return err
+		}
+		var err error
+		res, err = s.newSession(ctx, tx, u, false, m)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.recordSuccess(ctx, u, kind, m)
+	s.security(ctx, s.event(audit.LoginSuccess, u, m, map[string]any{"method": kind}))
+	return res, nil
+}
+
+// CompleteTwoFactor finishes a sign-in with a TOTP code. A code is accepted
+// once: a replay is refused and recorded.
+func (s *Service) CompleteTwoFactor(ctx context.Context, p *Principal, code string, m Meta) (*LoginResult, error) {
+	u, err := s.pendingSession(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.verifyTOTP(ctx, u, code, m); err != nil {
+		return nil, err
+	}
+	return s.completeLogin(ctx, p, u, "totp", m)
+}
+
+// verifyTOTP checks and consumes a code of a user with two-factor on,
+// throttled like passwords.
+func (s *Service) verifyTOTP(ctx context.Context, u *store.User, code string, m Meta) error {
+	if err := checkThrottle(ctx, s.DB, u.Email, m.IP); err != nil {
+		return err
+	}
+	secret, ok, err := s.DB.TwoFactorSecret(ctx, u.ID)
+	if err != nil {
+		return err
+	}
+	step, match := int64(0), false
+	if ok && u.TwoFactorEnabled() {
+		step, match = matchTOTP(string(secret), code, s.DB.Now())
+	}
+	if !match {
+		s.recordFailure(ctx, u.Email, u, "totp", m, nil)
+		return apperr.New(apperr.Unauthorized, "that code is not valid")
+	}
+	fresh, err := s.DB.ConsumeTOTPStep(ctx, u.ID, step)
+	if err != nil {
+		return err
+	}
+	if !fresh {
+		s.security(ctx, s.event(audit.TwoFactorReplayed, u, m, map[string]any{"step": step}))
+		s.recordFailure(ctx, u.Email, u, "totp", m, map[string]any{"reason": "replay"})
+		return apperr.New(apperr.Unauthorized, "that code was already used: wait for the next one")
+	}
+	return nil
+}
+
+// UseRecoveryCode finishes a sign-in with a one-time recovery code.
+func (s *Service) UseRecoveryCode(ctx context.Context, p *Principal, code string, m Meta) (*LoginResult, int, error) {
+	u, err := s.pendingSession(ctx, p)
+	if err != nil {
+		return nil, 0, err
+	}
+	if err := checkThrottle(ctx, s.DB, u.Email, m.IP); err != nil {
+		return nil, 0, err
+	}
+	ok, left, err := s.DB.ConsumeRecoveryCode(ctx, u.ID, hashRecoveryCode(code))
+	if err != nil {
+		return nil, 0, err
+	}
+	if !ok {
+		s.recordFailure(ctx, u.Email, u, "recovery_code", m, nil)
+		return nil, 0, apperr.New(apperr.Unauthorized, "that recovery code is not valid")
+	}
+	s.security(ctx, s.event(audit.RecoveryCodeUsed, u, m, map[string]any{"remaining": left}))
+	res, err := s.completeLogin(ctx, p, u, "recovery_code", m)
+	return res, left, err
+}
+
+// Authenticate resolves a session cookie to a principal, or nil when the
+// cookie names no live session. Expired and idle sessions are deleted.
+func (s *Service) Authenticate(ctx context.Context, cookie string) (*Principal, error) {
+	if cookie == "" || len(cookie) > 100 {
+		return nil, nil
+	}
+	sess, err := s.DB.SessionByTokenHash(ctx, hashToken(cookie))
+	if isNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	now := s.DB.Now()
+	if !now.Before(sess.ExpiresAt) || now.Sub(sess.LastActivityAt) > s.IdleTimeout {
+		err := s.DB.InTx(ctx, func(tx *store.Tx) error { return tx.DeleteSession(ctx, sess.UserID, sess.ID) })
+		if err != nil && !isNotFound(err) {
+			s.Log.Warn("delete expired session", "err", err)
+		}
+		return nil, nil
+	}
+	u, err := s.DB.GetUser(ctx, sess.UserID)
+	if isNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	p := &Principal{User: u, Role: Role(u.Role), SessionID: sess.ID, TwoFactorPending: sess.TwoFactorPending, csrf: csrfFor(cookie)}
+	if err := s.applyTwoFactorRequirement(ctx, p); err != nil {
+		return nil, err
+	}
+	if now.Sub(sess.LastActivityAt) > time.Minute {
+		if err := s.DB.TouchSession(ctx, sess.ID, now); err != nil {
+			s.Log.Warn("touch session", "err", err)
+		}
+	}
+	return p, nil
+}
+
+func (s *Service) applyTwoFactorRequirement(ctx context.Context, p *Principal) error {
+	if p.TwoFactorPending || p.User.TwoFactorEnabled() {
+		return nil
+	}
+	req, err := s.RequireTwoFactor(ctx)
+	p.MustEnrollTwoFactor = req
+	return err
+}
+
+// Logout ends the caller's session.
+func (s *Service) Logout(ctx context.Context, p *Principal, m Meta) error {
+	if p == nil || p.SessionID == "" {
+		return nil
+	}
+	err := s.DB.InTx(ctx, func(tx *store.Tx) error { return tx.DeleteSession(ctx, p.User.ID, p.SessionID) })
+	if err != nil && !isNotFound(err) {
+		return err
+	}
+	s.security(ctx, s.event(audit.Logout, p.User, m, nil))
+	return nil
+}
+
+// Sessions lists the caller's sessions.
+func (s *Service) Sessions(ctx context.Context, p *Principal) ([]*store.Session, error) {
+	return s.DB.ListSessions(ctx, p.User.ID)
+}
+
+// RevokeSession ends one of the caller's sessions. Another user's session id
+// is not found, like one that does not exist.
+func (s *Service) RevokeSession(ctx context.Context, p *Principal, id string, m Meta) error {
+	err := s.DB.InTx(ctx, func(tx *store.Tx) error { return tx.DeleteSession(ctx, p.User.ID, id) })
+	if err != nil {
+		return err
+	}
+	s.security(ctx, s.event(audit.SessionRevoked, p.User, m, map[string]any{"session_id": id}))
+	return nil
+}
+
+// ChangePassword checks the current password, sets the new one, and ends every
+// other session of the user, and any pending reset link.
+func (s *Service) ChangePassword(ctx context.Context, p *Principal, current, next string, m Meta) error {
+	u := p.User
+	if err := checkThrottle(ctx, s.DB, u.Email, m.IP); err != nil {
+		return err
+	}
+	hash, err := s.DB.PasswordHash(ctx, u.ID)
+	if err != nil {
+		return err
+	}
+	ok, err := s.Hasher.Verify(ctx, hash, current)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		s.recordFailure(ctx, u.Email, u, "password", m, map[string]any{"action": "change_password"})
+		return apperr.New(apperr.Unauthorized, "the current password is not right")
+	}
+	return s.setPassword(ctx, u, next, p.SessionID, m)
+}
+
+// setPassword stores a new password and ends every session but keep.
+func (s *Service) setPassword(ctx context.Context, u *store.User, password, keep string, m Meta) error {
+	if err := CheckPassword(password, u.Email); err != nil {
+		return err
+	}
+	hash, err := s.Hasher.Hash(ctx, password)
+	if err != nil {
+		return err
+	}
+	var ended int
+	err = s.DB.InTx(ctx, func(tx *store.Tx) error {
+		if err := tx.SetPassword(ctx, u.ID, hash); err != nil {
+			return err
+		}
+		if ended, err = tx.DeleteUserSessions(ctx, u.ID, keep); err != nil {
+			return err
+		}
+		if err := tx.InvalidateResetTokens(ctx, u.ID); err != nil {
+			return err
+		}
+		return s.activity(ctx, tx, store.Activity{UserID: u.ID, Action: "updated", SubjectType: "User", SubjectID: u.ID,
+			Description: "password changed", IPAddress: m.IP,
+			Changes: audit.Diff(map[string]any{"password": "old"}, map[string]any{"password": "new"}, "password")})
+	})
+	if err != nil {
+		return err
+	}
+	s.security(ctx, s.event(audit.PasswordChanged, u, m, map[string]any{"sessions_ended": ended}))
+	return nil
+}

@@ -1,0 +1,41 @@
+package panel
+
+import (
+	"context"
+	"log/slog"
+
+	"upanel/internal/audit"
+	"upanel/internal/auth"
+	"upanel/internal/config"
+	"upanel/internal/logging"
+	"upanel/internal/store"
+)
+
+// Accounts opens the database as serve does (keys checked, schema migrated) and
+// returns the accounts service, for the user and token commands. close releases
+// everything. Account emails cannot be sent from the command line; commands
+// that would send one are not offered there.
+func Accounts(ctx context.Context, cfg config.Config, log *slog.Logger, red *logging.Redactor) (svc *auth.Service, db *store.DB, close func(), err error) {
+	db, err = openDB(ctx, &cfg, log, red)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	release, err := db.LockInstance(ctx, false)
+	if err != nil {
+		db.Close()
+		return nil, nil, nil, err
+	}
+	close = func() { release(); db.Close() }
+	if _, err = loadKeys(ctx, db, &cfg, log, red); err == nil {
+		if _, err = db.Migrate(ctx); err == nil {
+			err = db.RegisterActiveKey(ctx)
+		}
+	}
+	if err != nil {
+		close()
+		return nil, nil, nil, err
+	}
+	svc = auth.New(auth.Options{DB: db, Log: log, Audit: audit.New(db), BaseURL: cfg.URL,
+		IdleTimeout: cfg.SessionIdleTimeout, AbsoluteTimeout: cfg.SessionAbsoluteTimeout, QueueMail: queueAccountMail})
+	return svc, db, close, nil
+}
