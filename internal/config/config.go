@@ -44,6 +44,11 @@ type Config struct {
 	SessionIdleTimeout     time.Duration // UPANEL_SESSION_IDLE_TIMEOUT
 	SessionAbsoluteTimeout time.Duration // UPANEL_SESSION_ABSOLUTE_TIMEOUT
 
+	// TrustedProxies (UPANEL_TRUSTED_PROXIES, comma-separated addresses or
+	// CIDRs) are the reverse proxies in front of the panel whose
+	// X-Forwarded-For is believed. Empty: the peer address is the client.
+	TrustedProxies []netip.Prefix
+
 	// SMTP is the outgoing mail server, from UPANEL_SMTP_URL or the file
 	// UPANEL_SMTP_URL_FILE names; nil when neither is set, and then no mail can
 	// be sent. It holds the SMTP password: register SMTP.Secrets() with the
@@ -83,7 +88,6 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	}
 	str("UPANEL_ADDR", &c.Addr)
 	str("UPANEL_DATA_DIR", &c.DataDir)
-	str("UPANEL_DATABASE_URL", &c.DatabaseURL)
 	str("UPANEL_APP_KEY", &c.AppKey)
 	str("UPANEL_APP_PREVIOUS_KEYS", &c.AppPreviousKeys)
 	str("UPANEL_APP_KEY_FILE", &c.AppKeyFile)
@@ -116,21 +120,26 @@ func FromEnv(getenv func(string) string) (Config, error) {
 			*dst = d
 		}
 	}
+	if v := getenv("UPANEL_TRUSTED_PROXIES"); v != "" {
+		ps, err := ParsePrefixes(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("UPANEL_TRUSTED_PROXIES: %w", err))
+		}
+		c.TrustedProxies = ps
+	}
 	dur("UPANEL_JOB_LEASE", &c.JobLease)
 	dur("UPANEL_SHUTDOWN_TIMEOUT", &c.ShutdownTimeout)
 	dur("UPANEL_SESSION_IDLE_TIMEOUT", &c.SessionIdleTimeout)
 	dur("UPANEL_SESSION_ABSOLUTE_TIMEOUT", &c.SessionAbsoluteTimeout)
 
-	smtpURL, smtpVar := getenv("UPANEL_SMTP_URL"), "UPANEL_SMTP_URL"
-	if file := getenv("UPANEL_SMTP_URL_FILE"); file != "" {
-		smtpVar = "UPANEL_SMTP_URL_FILE"
-		if smtpURL != "" {
-			errs = append(errs, errors.New("set UPANEL_SMTP_URL or UPANEL_SMTP_URL_FILE, not both"))
-		} else if b, err := os.ReadFile(file); err != nil {
-			errs = append(errs, fmt.Errorf("UPANEL_SMTP_URL_FILE: %w", err))
-		} else if smtpURL = strings.TrimSpace(string(b)); smtpURL == "" {
-			errs = append(errs, fmt.Errorf("UPANEL_SMTP_URL_FILE: %s is empty", file))
-		}
+	if v, _, err := secretVar(getenv, "UPANEL_DATABASE_URL"); err != nil {
+		errs = append(errs, err)
+	} else if v != "" {
+		c.DatabaseURL = v
+	}
+	smtpURL, smtpVar, err := secretVar(getenv, "UPANEL_SMTP_URL")
+	if err != nil {
+		errs = append(errs, err)
 	}
 	if smtpURL != "" {
 		// ParseSMTPURL's errors never quote the URL, which holds the password.
@@ -150,6 +159,28 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		c.MailFrom = a
 	}
 	return c, errors.Join(errs...)
+}
+
+// secretVar reads a setting that may hold a password from NAME or from the
+// file NAME_FILE names (Docker and systemd secrets), and says which it used.
+func secretVar(getenv func(string) string, name string) (value, from string, err error) {
+	value, from = getenv(name), name
+	file := getenv(name + "_FILE")
+	if file == "" {
+		return value, from, nil
+	}
+	from = name + "_FILE"
+	if value != "" {
+		return "", from, fmt.Errorf("set %s or %s_FILE, not both", name, name)
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", from, fmt.Errorf("%s: %w", from, err)
+	}
+	if value = strings.TrimSpace(string(b)); value == "" {
+		return "", from, fmt.Errorf("%s: %s is empty", from, file)
+	}
+	return value, from, nil
 }
 
 // StorageFlags binds the flags every database-touching command takes.
@@ -309,4 +340,25 @@ func (c *Config) EnsureDataDir() error {
 		return fmt.Errorf("data dir: %w", err)
 	}
 	return nil
+}
+
+// ParsePrefixes reads comma-separated IP addresses and CIDR prefixes.
+func ParsePrefixes(v string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, f := range strings.Split(v, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		if p, err := netip.ParsePrefix(f); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(f)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not an IP address or CIDR prefix", f)
+		}
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
 }

@@ -230,3 +230,33 @@ func writeTestCA(t *testing.T, path string) {
 		t.Fatal(err)
 	}
 }
+
+func TestSecretFileVariants(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "db-url")
+	if err := os.WriteFile(f, []byte("postgres://u:pw@db.internal/upanel\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := FromEnv(env(map[string]string{"UPANEL_DATABASE_URL_FILE": f}))
+	if err != nil || c.DatabaseURL != "postgres://u:pw@db.internal/upanel" {
+		t.Fatalf("from file: %q, %v", c.DatabaseURL, err)
+	}
+	if _, err := FromEnv(env(map[string]string{"UPANEL_DATABASE_URL_FILE": f, "UPANEL_DATABASE_URL": "sqlite:/x"})); err == nil {
+		t.Fatal("both set accepted")
+	}
+	if _, err := FromEnv(env(map[string]string{"UPANEL_DATABASE_URL_FILE": filepath.Join(dir, "missing")})); err == nil {
+		t.Fatal("missing file accepted")
+	}
+}
+
+func TestTrustedProxies(t *testing.T) {
+	c, err := FromEnv(env(map[string]string{"UPANEL_TRUSTED_PROXIES": "127.0.0.1, 10.0.0.0/8,::1"}))
+	if err != nil || len(c.TrustedProxies) != 3 || c.TrustedProxies[1].String() != "10.0.0.0/8" || c.TrustedProxies[0].Bits() != 32 {
+		t.Fatalf("trusted proxies: %v, %v", c.TrustedProxies, err)
+	}
+	for _, bad := range []string{"10.0.0.0/33", "proxy.example.com", "1.2.3"} {
+		if _, err := FromEnv(env(map[string]string{"UPANEL_TRUSTED_PROXIES": bad})); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}

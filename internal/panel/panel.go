@@ -154,7 +154,7 @@ func Serve(ctx context.Context, cfg config.Config, log *slog.Logger, red *loggin
 	accounts := auth.New(auth.Options{DB: db, Log: log, Audit: recorder, BaseURL: cfg.URL,
 		IdleTimeout: cfg.SessionIdleTimeout, AbsoluteTimeout: cfg.SessionAbsoluteTimeout,
 		QueueMail: queueAccountMail})
-	handler, err := web.New(web.Deps{DB: db, Log: log, Auth: accounts, Audit: recorder, BaseURL: cfg.URL})
+	handler, err := web.New(web.Deps{DB: db, Log: log, Auth: accounts, Audit: recorder, BaseURL: cfg.URL, TrustedProxies: cfg.TrustedProxies})
 	if err != nil {
 		return err
 	}

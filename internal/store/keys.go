@@ -135,7 +135,7 @@ func (db *DB) RegisterActiveKey(ctx context.Context) error {
 // KeyUsage counts, per key id, the ciphertexts in every secret column.
 func (db *DB) KeyUsage(ctx context.Context) (map[string]int, error) {
 	usage := map[string]int{}
-	for _, c := range SecretColumns {
+	for _, c := range secretColumns {
 		// "v1:" is 3 characters; the 8-character key id follows.
 		// Only real ciphertexts: a value without the v1: prefix (an empty
 		// placeholder) has no key, and its text must not pose as a key id.
@@ -199,7 +199,7 @@ func (db *DB) ReencryptAll(ctx context.Context, batch int, progress func(c Secre
 	}
 	like := secret.Prefix(kr.ActiveID()) + "%"
 	total := 0
-	for _, c := range SecretColumns {
+	for _, c := range secretColumns {
 		done := 0
 		for {
 			if err := ctx.Err(); err != nil {

@@ -31,7 +31,7 @@ var schemaExtraColumns = map[string][]string{
 	"users": {"two_factor_last_step", "password_changed_at"},
 }
 
-// schemaExtraSecretColumns lists store.SecretColumns entries the seed does not
+// schemaExtraSecretColumns lists store.SecretColumns() entries the seed does not
 // name as encrypted.
 var schemaExtraSecretColumns = []store.SecretColumn{
 	{Table: "mail_outbox", Column: "body"}, // 021: reset and invite links are secrets
@@ -552,7 +552,7 @@ func checkSeedNamedTables(seed *seedschema.Schema, live *liveSchema) []string {
 	return p
 }
 
-// checkSecretColumns: the seed's encrypted columns and store.SecretColumns
+// checkSecretColumns: the seed's encrypted columns and store.SecretColumns()
 // must agree, apart from deliberate additions.
 func checkSecretColumns(seed *seedschema.Schema, secrets, extras []store.SecretColumn) []string {
 	var p schemaProblems
@@ -564,12 +564,12 @@ func checkSecretColumns(seed *seedschema.Schema, secrets, extras []store.SecretC
 		sc := store.SecretColumn{Table: c.Table, Column: c.Column}
 		inSeed[sc] = true
 		if !slices.Contains(secrets, sc) {
-			p.add("%s: encrypted in the seed but not in store.SecretColumns", sc)
+			p.add("%s: encrypted in the seed but not in store.SecretColumns()", sc)
 		}
 	}
 	for _, sc := range secrets {
 		if !inSeed[sc] && !slices.Contains(extras, sc) {
-			p.add("%s: in store.SecretColumns but not encrypted in the seed (list it in schemaExtraSecretColumns if deliberate)", sc)
+			p.add("%s: in store.SecretColumns() but not encrypted in the seed (list it in schemaExtraSecretColumns if deliberate)", sc)
 		}
 	}
 	return p

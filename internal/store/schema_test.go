@@ -29,7 +29,7 @@ package store_test
 //     is created by the migration named after it;
 //  9. tables the seed only names (sessions, ...) have a CHAR(26) id primary
 //     key and a created_at;
-//  10. encrypted columns agree with store.SecretColumns (TestSchemaSecretColumns).
+//  10. encrypted columns agree with store.SecretColumns() (TestSchemaSecretColumns).
 //
 // TestSchemaDriftSelfCheck feeds the comparison a deliberately altered seed,
 // so the test cannot pass by comparing nothing.
@@ -94,7 +94,7 @@ func TestSchemaDrift(t *testing.T) {
 
 func TestSchemaSecretColumns(t *testing.T) {
 	seed := loadSeedSchema(t)
-	reportProblems(t, "encrypted columns", checkSecretColumns(seed, store.SecretColumns, schemaExtraSecretColumns))
+	reportProblems(t, "encrypted columns", checkSecretColumns(seed, store.SecretColumns(), schemaExtraSecretColumns))
 }
 
 // TestSchemaUpdatedAtAdvances is the behavioural half of ON UPDATE
@@ -314,11 +314,11 @@ func TestSchemaDriftSelfCheck(t *testing.T) {
 		return c == seedschema.ColumnRef{Table: "apps", Column: "env_staging"}
 	}), seedschema.ColumnRef{Table: "servers", Column: "agent_token"})
 	want := []string{
-		"apps.env_staging: in store.SecretColumns but not encrypted in the seed (list it in schemaExtraSecretColumns if deliberate)",
-		"servers.agent_token: encrypted in the seed but not in store.SecretColumns",
+		"apps.env_staging: in store.SecretColumns() but not encrypted in the seed (list it in schemaExtraSecretColumns if deliberate)",
+		"servers.agent_token: encrypted in the seed but not in store.SecretColumns()",
 	}
-	baseline := checkSecretColumns(seed, store.SecretColumns, schemaExtraSecretColumns)
-	got := checkSecretColumns(alt, store.SecretColumns, schemaExtraSecretColumns)
+	baseline := checkSecretColumns(seed, store.SecretColumns(), schemaExtraSecretColumns)
+	got := checkSecretColumns(alt, store.SecretColumns(), schemaExtraSecretColumns)
 	if added := schemaMinus(got, baseline); !slices.Equal(added, want) {
 		t.Errorf("altered encryption list: the check reported\n\t%s\nwant exactly\n\t%s", strings.Join(added, "\n\t"), strings.Join(want, "\n\t"))
 	}

@@ -12,10 +12,10 @@ import (
 // SecretColumn names a column whose values are always encrypted.
 type SecretColumn struct{ Table, Column string }
 
-// SecretColumns is every encrypted column: the seed's list, plus additions as
+// secretColumns is every encrypted column: the seed's list, plus additions as
 // later features bring them. Rotation, the startup key check and the canary test
 // all walk this list, so a new secret column is covered by adding it here.
-var SecretColumns = []SecretColumn{
+var secretColumns = []SecretColumn{
 	{"users", "two_factor_secret"},
 	{"users", "recovery_codes"},
 	{"servers", "ssh_private_key"},
@@ -28,6 +28,9 @@ var SecretColumns = []SecretColumn{
 	{"mail_outbox", "body"},
 }
 
+// SecretColumns returns every encrypted column (a copy).
+func SecretColumns() []SecretColumn { return append([]SecretColumn(nil), secretColumns...) }
+
 func (c SecretColumn) String() string { return c.Table + "." + c.Column }
 
 func (c SecretColumn) scope(id string) secret.Scope {
@@ -35,7 +38,7 @@ func (c SecretColumn) scope(id string) secret.Scope {
 }
 
 func (c SecretColumn) valid() bool {
-	for _, k := range SecretColumns {
+	for _, k := range secretColumns {
 		if k == c {
 			return true
 		}

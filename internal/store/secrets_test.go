@@ -42,11 +42,11 @@ func TestCanaryInEverySecretColumnIsNeverStoredInPlainText(t *testing.T) {
 				t.Fatal(err)
 			}
 			n, err := db.ReencryptAll(ctx, 3, nil)
-			if err != nil || n != len(store.SecretColumns) {
-				t.Fatalf("ReencryptAll = %d, %v; want %d", n, err, len(store.SecretColumns))
+			if err != nil || n != len(store.SecretColumns()) {
+				t.Fatalf("ReencryptAll = %d, %v; want %d", n, err, len(store.SecretColumns()))
 			}
 			usage, _ := db.KeyUsage(ctx)
-			if usage[k.ID()] != len(store.SecretColumns) || len(usage) != 1 {
+			if usage[k.ID()] != len(store.SecretColumns()) || len(usage) != 1 {
 				t.Fatalf("after rotation key usage = %v", usage)
 			}
 			storetest.CheckSecrets(t, db, ids, canary)
@@ -103,7 +103,7 @@ func testReencryptResumes(t *testing.T, env storetest.Env) {
 			storetest.CheckSecrets(t, db, ids, canary) // mixed keys still read
 		}
 		n, err := db.ReencryptAll(ctx, 1, nil)
-		if err != nil || n != 3*len(store.SecretColumns)-5 {
+		if err != nil || n != 3*len(store.SecretColumns())-5 {
 			t.Fatalf("resumed ReencryptAll = %d, %v", n, err)
 		}
 		usage, _ = db.KeyUsage(ctx)
@@ -139,7 +139,7 @@ func TestSecretColumnGuard(t *testing.T) {
 	if err == nil {
 		t.Fatal("SetSecret wrote a column that is not a secret column")
 	}
-	if _, _, err := db.GetSecret(ctx, store.SecretColumns[0], store.NewID()); !apperr.Is(err, apperr.NotFound) {
+	if _, _, err := db.GetSecret(ctx, store.SecretColumns()[0], store.NewID()); !apperr.Is(err, apperr.NotFound) {
 		t.Fatalf("GetSecret of a missing row: %v", err)
 	}
 }

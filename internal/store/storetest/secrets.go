@@ -28,7 +28,7 @@ func SecretRows(t testing.TB, db *store.DB, canary string) map[string]string {
 	Exec(t, db, "INSERT INTO backup_destinations (id, name, type, credentials) VALUES (?, 'canary', 'local', '')", ids["backup_destinations"])
 	Exec(t, db, "INSERT INTO mail_outbox (id, kind, to_address, subject) VALUES (?, 'canary', 'canary@example.test', 'canary')", ids["mail_outbox"])
 	err := db.InTx(ctx, func(tx *store.Tx) error {
-		for _, c := range store.SecretColumns {
+		for _, c := range store.SecretColumns() {
 			id, ok := ids[c.Table]
 			if !ok {
 				t.Fatalf("SecretRows has no row for table %s: add one", c.Table)
@@ -48,7 +48,7 @@ func SecretRows(t testing.TB, db *store.DB, canary string) map[string]string {
 // CheckSecrets asserts that every secret column of the rows decrypts to canary.
 func CheckSecrets(t testing.TB, db *store.DB, ids map[string]string, canary string) {
 	t.Helper()
-	for _, c := range store.SecretColumns {
+	for _, c := range store.SecretColumns() {
 		got, ok, err := db.GetSecret(context.Background(), c, ids[c.Table])
 		if err != nil || !ok || string(got) != canary {
 			t.Errorf("%s: got %q, %v, %v; want the canary back", c, got, ok, err)
