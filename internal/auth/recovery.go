@@ -195,8 +195,12 @@ func (s *Service) AcceptInvite(ctx context.Context, token, password, timezone st
 		if err := tx.AcceptInvite(ctx, inv.ID, u.ID); err != nil {
 			return errInviteInvalid
 		}
-		res, err = s.newSession(ctx, tx, u, false, m)
-		return err
+		if res, err = s.newSession(ctx, tx, u, false, m); err != nil {
+			return err
+		}
+		return s.activity(ctx, tx, store.Activity{UserID: u.ID, Action: "updated", SubjectType: "Invite", SubjectID: inv.ID,
+			Description: "invitation accepted by " + u.Email, IPAddress: m.IP,
+			Changes: audit.Diff(map[string]any{"status": "pending"}, map[string]any{"status": "accepted"})})
 	})
 	if err != nil {
 		return nil, err
