@@ -56,6 +56,7 @@ var commands = []command{
 		{name: "create", summary: "create a user (password from stdin, or generated)", run: cmdUserCreate},
 		{name: "list", summary: "list users", run: cmdUserList},
 		{name: "reset-2fa", summary: "turn off a user's two-factor authentication (lost device)", run: cmdUserReset2FA},
+		{name: "unlock", summary: "clear a user's failed sign-in attempts", run: cmdUserUnlock},
 	}},
 	{name: "token", summary: "manage API tokens", sub: []command{
 		{name: "create", summary: "create an API token for a user and print it", run: cmdTokenCreate},

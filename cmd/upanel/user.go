@@ -198,3 +198,21 @@ func cmdTokenCreate(ctx context.Context, e *env, args []string) error {
 	fmt.Fprintf(e.stderr, "token %s (%s, role %s) created; it is shown only this once\n", t.ID, t.Name, t.Role)
 	return nil
 }
+
+func cmdUserUnlock(ctx context.Context, e *env, args []string) error {
+	cfg, rest, help, err := loadConfigArgs(e, "user unlock", "upanel user unlock [flags] EMAIL", args, 1, storageFlags)
+	if help || err != nil {
+		return err
+	}
+	svc, closeFn, err := e.accounts(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	n, err := svc.Unlock(ctx, rest[0])
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "cleared %d failed sign-in attempts of %s\n", n, rest[0])
+	return nil
+}

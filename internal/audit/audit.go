@@ -24,25 +24,27 @@ import (
 
 // Security event types (issue 3, item 11). Keep DefaultSeverity in step.
 const (
-	LoginSuccess           = "login_success"
-	LoginFailed            = "login_failed"
-	Lockout                = "lockout"
-	Logout                 = "logout"
-	TwoFactorEnabled       = "two_factor_enabled"
-	TwoFactorDisabled      = "two_factor_disabled"
-	TwoFactorReplayed      = "two_factor_replayed"
-	RecoveryCodeUsed       = "recovery_code_used"
-	PasswordChanged        = "password_changed"
-	PasswordResetRequested = "password_reset_requested"
-	PasswordResetCompleted = "password_reset_completed"
-	InviteCreated          = "invite_created"
-	InviteAccepted         = "invite_accepted"
-	InviteRevoked          = "invite_revoked"
-	SessionRevoked         = "session_revoked"
-	TokenCreated           = "token_created"
-	TokenRevoked           = "token_revoked"
-	RoleChanged            = "role_changed"
-	PermissionDenied       = "permission_denied"
+	LoginSuccess      = "login_success"
+	LoginFailed       = "login_failed"
+	Lockout           = "lockout"
+	Logout            = "logout"
+	TwoFactorEnabled  = "two_factor_enabled"
+	TwoFactorDisabled = "two_factor_disabled"
+	TwoFactorReplayed = "two_factor_replayed"
+	RecoveryCodeUsed  = "recovery_code_used"
+	// RecoveryCodesRegenerated: a fresh set replaced the old codes.
+	RecoveryCodesRegenerated = "recovery_codes_regenerated"
+	PasswordChanged          = "password_changed"
+	PasswordResetRequested   = "password_reset_requested"
+	PasswordResetCompleted   = "password_reset_completed"
+	InviteCreated            = "invite_created"
+	InviteAccepted           = "invite_accepted"
+	InviteRevoked            = "invite_revoked"
+	SessionRevoked           = "session_revoked"
+	TokenCreated             = "token_created"
+	TokenRevoked             = "token_revoked"
+	RoleChanged              = "role_changed"
+	PermissionDenied         = "permission_denied"
 )
 
 // EventTypes lists every security event type above, for filters in the UI
@@ -50,7 +52,7 @@ const (
 func EventTypes() []string {
 	return []string{
 		LoginSuccess, LoginFailed, Lockout, Logout,
-		TwoFactorEnabled, TwoFactorDisabled, TwoFactorReplayed, RecoveryCodeUsed,
+		TwoFactorEnabled, TwoFactorDisabled, TwoFactorReplayed, RecoveryCodeUsed, RecoveryCodesRegenerated,
 		PasswordChanged, PasswordResetRequested, PasswordResetCompleted,
 		InviteCreated, InviteAccepted, InviteRevoked,
 		SessionRevoked, TokenCreated, TokenRevoked, RoleChanged, PermissionDenied,

@@ -61,8 +61,8 @@ func TestDiff(t *testing.T) {
 
 func TestEventTypes(t *testing.T) {
 	types := audit.EventTypes()
-	if len(types) != 19 {
-		t.Fatalf("%d event types, want the 19 of issue 3", len(types))
+	if len(types) != 20 {
+		t.Fatalf("%d event types, want the 19 of issue 3 and recovery_codes_regenerated", len(types))
 	}
 	seen := map[string]bool{}
 	for _, ty := range types {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"upanel/internal/apperr"
 	"upanel/internal/audit"
@@ -44,44 +45,45 @@ func (s *Service) event(typ string, u *store.User, m Meta, details map[string]an
 	return ev
 }
 
-// recordFailure counts a failed attempt and records it, and a lockout if this
-// failure started one.
-func (s *Service) recordFailure(ctx context.Context, email string, u *store.User, kind string, m Meta, details map[string]any) {
-	a := store.LoginAttempt{Email: email, IPAddress: m.IP, Kind: kind}
-	if u != nil {
-		a.UserID = u.ID
-	}
-	if err := s.DB.RecordLoginAttempt(ctx, a); err != nil {
-		s.Log.Error("record login attempt", "err", err)
-	}
+// failed records a failed sign-in step as a security event; the attempt
+// itself was counted when it was reserved.
+func (s *Service) failed(ctx context.Context, email string, u *store.User, stage string, m Meta, details map[string]any) {
 	if details == nil {
 		details = map[string]any{}
 	}
-	details["email"], details["stage"] = email, kind
+	details["email"], details["stage"] = eventEmail(email), stage
 	s.security(ctx, s.event(audit.LoginFailed, u, m, details))
-	if locked, until, err := lockedOutNow(ctx, s.DB, email); err == nil && locked {
-		s.security(ctx, s.event(audit.Lockout, u, m, map[string]any{"email": email, "until": until.UTC().Format(time.RFC3339)}))
-	}
 }
 
-func (s *Service) recordSuccess(ctx context.Context, u *store.User, kind string, m Meta) {
-	if err := s.DB.RecordLoginAttempt(ctx, store.LoginAttempt{Email: u.Email, UserID: u.ID, IPAddress: m.IP, Kind: kind, Succeeded: true}); err != nil {
-		s.Log.Error("record login attempt", "err", err)
+// eventEmail is what a security event keeps of a typed email: the address if
+// it is one, never arbitrary text (a password pasted into the wrong field).
+func eventEmail(typed string) string {
+	if e, err := NormalizeEmail(typed); err == nil {
+		return e
 	}
+	return "(not an email address)"
+}
+
+// loginKey is the throttle key of a typed email; text that cannot be an address
+// is refused before it reaches the database.
+func loginKey(email string) (string, bool) {
+	key := strings.ToLower(strings.TrimSpace(email))
+	return key, len(key) <= 254 && utf8.ValidString(key) && !strings.ContainsRune(key, 0)
 }
 
 // Login checks an email and password. The error never says which of the two was
 // wrong, and an unknown email costs the same time as a wrong password.
 func (s *Service) Login(ctx context.Context, email, password string, m Meta) (*LoginResult, error) {
-	key := strings.ToLower(strings.TrimSpace(email))
-	if len(key) > 254 || len(password) > 4*MaxPasswordLen {
+	key, ok := loginKey(email)
+	if !ok || len(password) > 4*MaxPasswordLen {
 		return nil, errInvalidLogin
-	}
-	if err := checkThrottle(ctx, s.DB, key, m.IP); err != nil {
-		return nil, err
 	}
 	u, err := s.DB.GetUserByEmail(ctx, key)
 	if err != nil && !isNotFound(err) {
+		return nil, err
+	}
+	attempt, err := s.reserve(ctx, key, u, "password", m)
+	if err != nil {
 		return nil, err
 	}
 	hash := ""
@@ -90,12 +92,12 @@ func (s *Service) Login(ctx context.Context, email, password string, m Meta) (*L
 			return nil, err
 		}
 	}
-	ok, err := s.Hasher.Verify(ctx, hash, password)
+	match, err := s.Hasher.Verify(ctx, hash, password)
 	if err != nil {
 		return nil, err
 	}
-	if !ok || u == nil {
-		s.recordFailure(ctx, key, u, "password", m, nil)
+	if !match || u == nil {
+		s.failed(ctx, key, u, "password", m, nil)
 		return nil, errInvalidLogin
 	}
 	var res *LoginResult
@@ -106,10 +108,11 @@ func (s *Service) Login(ctx context.Context, email, password string, m Meta) (*L
 	if err != nil {
 		return nil, err
 	}
+	// A user with two-factor is not signed in yet: the right password
+	// neither counts as a failure nor resets the count, so the code step
+	// stays throttled however often the password is entered.
+	s.settle(ctx, attempt, u, true, res.Pending)
 	if !res.Pending {
-		// A user with two-factor is not signed in yet: the password step
-		// resets nothing, so the code step stays throttled.
-		s.recordSuccess(ctx, u, "password", m)
 		s.security(ctx, s.event(audit.LoginSuccess, u, m, map[string]any{"method": "password"}))
 	}
 	return res, nil
@@ -138,7 +141,6 @@ func (s *Service) completeLogin(ctx context.Context, p *Principal, u *store.User
 	if err != nil {
 		return nil, err
 	}
-	s.recordSuccess(ctx, u, kind, m)
 	s.security(ctx, s.event(audit.LoginSuccess, u, m, map[string]any{"method": kind}))
 	return res, nil
 }
@@ -159,7 +161,8 @@ func (s *Service) CompleteTwoFactor(ctx context.Context, p *Principal, code stri
 // verifyTOTP checks and consumes a code of a user with two-factor on,
 // throttled like passwords.
 func (s *Service) verifyTOTP(ctx context.Context, u *store.User, code string, m Meta) error {
-	if err := checkThrottle(ctx, s.DB, u.Email, m.IP); err != nil {
+	attempt, err := s.reserve(ctx, u.Email, u, "totp", m)
+	if err != nil {
 		return err
 	}
 	secret, ok, err := s.DB.TwoFactorSecret(ctx, u.ID)
@@ -171,7 +174,7 @@ func (s *Service) verifyTOTP(ctx context.Context, u *store.User, code string, m 
 		step, match = matchTOTP(string(secret), code, s.DB.Now())
 	}
 	if !match {
-		s.recordFailure(ctx, u.Email, u, "totp", m, nil)
+		s.failed(ctx, u.Email, u, "totp", m, nil)
 		return apperr.New(apperr.Unauthorized, "that code is not valid")
 	}
 	fresh, err := s.DB.ConsumeTOTPStep(ctx, u.ID, step)
@@ -180,9 +183,10 @@ func (s *Service) verifyTOTP(ctx context.Context, u *store.User, code string, m 
 	}
 	if !fresh {
 		s.security(ctx, s.event(audit.TwoFactorReplayed, u, m, map[string]any{"step": step}))
-		s.recordFailure(ctx, u.Email, u, "totp", m, map[string]any{"reason": "replay"})
+		s.failed(ctx, u.Email, u, "totp", m, map[string]any{"reason": "replay"})
 		return apperr.New(apperr.Unauthorized, "that code was already used: wait for the next one")
 	}
+	s.settle(ctx, attempt, u, true, false)
 	return nil
 }
 
@@ -192,7 +196,8 @@ func (s *Service) UseRecoveryCode(ctx context.Context, p *Principal, code string
 	if err != nil {
 		return nil, 0, err
 	}
-	if err := checkThrottle(ctx, s.DB, u.Email, m.IP); err != nil {
+	attempt, err := s.reserve(ctx, u.Email, u, "recovery_code", m)
+	if err != nil {
 		return nil, 0, err
 	}
 	ok, left, err := s.DB.ConsumeRecoveryCode(ctx, u.ID, hashRecoveryCode(code))
@@ -200,9 +205,10 @@ func (s *Service) UseRecoveryCode(ctx context.Context, p *Principal, code string
 		return nil, 0, err
 	}
 	if !ok {
-		s.recordFailure(ctx, u.Email, u, "recovery_code", m, nil)
+		s.failed(ctx, u.Email, u, "recovery_code", m, nil)
 		return nil, 0, apperr.New(apperr.Unauthorized, "that recovery code is not valid")
 	}
+	s.settle(ctx, attempt, u, true, false)
 	s.security(ctx, s.event(audit.RecoveryCodeUsed, u, m, map[string]any{"remaining": left}))
 	res, err := s.completeLogin(ctx, p, u, "recovery_code", m)
 	return res, left, err
@@ -289,23 +295,10 @@ func (s *Service) RevokeSession(ctx context.Context, p *Principal, id string, m 
 // ChangePassword checks the current password, sets the new one, and ends every
 // other session of the user, and any pending reset link.
 func (s *Service) ChangePassword(ctx context.Context, p *Principal, current, next string, m Meta) error {
-	u := p.User
-	if err := checkThrottle(ctx, s.DB, u.Email, m.IP); err != nil {
+	if err := s.reauthenticate(ctx, p.User, current, m); err != nil {
 		return err
 	}
-	hash, err := s.DB.PasswordHash(ctx, u.ID)
-	if err != nil {
-		return err
-	}
-	ok, err := s.Hasher.Verify(ctx, hash, current)
-	if err != nil {
-		return err
-	}
-	if !ok {
-		s.recordFailure(ctx, u.Email, u, "password", m, map[string]any{"action": "change_password"})
-		return apperr.New(apperr.Unauthorized, "the current password is not right")
-	}
-	return s.setPassword(ctx, u, next, p.SessionID, m)
+	return s.setPassword(ctx, p.User, next, p.SessionID, m)
 }
 
 // setPassword stores a new password and ends every session but keep.

@@ -11,6 +11,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -55,12 +56,20 @@ func NewHasher(concurrency int) *Hasher {
 	return &Hasher{sem: make(chan struct{}, max(concurrency, 1)), dummy: dummyHash}
 }
 
+// hashWait bounds how long a sign-in waits for a hashing slot: under a flood,
+// answering "busy" beats queueing everyone, admins included, for minutes.
+const hashWait = 5 * time.Second
+
 func (h *Hasher) acquire(ctx context.Context) error {
+	t := time.NewTimer(hashWait)
+	defer t.Stop()
 	select {
 	case h.sem <- struct{}{}:
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
+	case <-t.C:
+		return apperr.New(apperr.Unavailable, "the panel is busy checking passwords: try again in a moment")
 	}
 }
 

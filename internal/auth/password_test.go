@@ -43,17 +43,17 @@ func TestHasherRoundTripAndRejections(t *testing.T) {
 
 func TestPasswordRules(t *testing.T) {
 	for pw, want := range map[string]string{
-		"short":                              "at least 12 characters",
-		strings.Repeat("a", 257):             "at most 256",
-		"aaaaaaaaaaaaaaaa":                   "repeated or sequential",
-		"abcabcabcabcabc":                    "repeated or sequential",
-		"123456789012":                       "repeated or sequential",
-		"password1234":                       "commonly used",
-		"Password1234!!":                     "commonly used",
-		"qwertyuiop123":                      "commonly used",
-		"jane.doe.example2":                  "close to your email",
-		"ctrl\x00characters here":            "control characters",
-		"correct horse battery staple":       "",
+		"short":                             "at least 12 characters",
+		strings.Repeat("a", 257):            "at most 256",
+		"aaaaaaaaaaaaaaaa":                  "repeated or sequential",
+		"abcabcabcabcabc":                   "repeated or sequential",
+		"123456789012":                      "repeated or sequential",
+		"password1234":                      "commonly used",
+		"Password1234!!":                    "commonly used",
+		"qwertyuiop123":                     "commonly used",
+		"jane.doe.example2":                 "close to your email",
+		"ctrl\x00characters here":           "control characters",
+		"correct horse battery staple":      "",
 		"çà et là, une phrase française ok": "",
 	} {
 		err := CheckPassword(pw, "jane.doe@example.test")

@@ -51,6 +51,9 @@ const (
 	// TwoFactorStep routes serve a session that passed the password and owes
 	// a TOTP or recovery code.
 	TwoFactorStep
+	// AnySession routes serve every session, even one still owing its second
+	// factor: signing out.
+	AnySession
 	// SignedIn routes serve any complete session, including one that must
 	// still enrol in two-factor before anything else: enrolment and logout.
 	SignedIn
@@ -66,7 +69,7 @@ const (
 )
 
 var permissionNames = map[Permission]string{
-	Public: "public", TwoFactorStep: "two-factor step", SignedIn: "signed in",
+	Public: "public", TwoFactorStep: "two-factor step", AnySession: "any session", SignedIn: "signed in",
 	Self: "self", Read: "read", Operate: "operate", AdminOnly: "admin",
 }
 
@@ -120,6 +123,9 @@ func Decide(p *Principal, perm Permission, write bool) Decision {
 	}
 	if p == nil || p.User == nil {
 		return NeedLogin
+	}
+	if perm == AnySession {
+		return Allow
 	}
 	if p.TwoFactorPending {
 		if perm == TwoFactorStep {

@@ -7,6 +7,7 @@ import (
 
 	"upanel/internal/apperr"
 	"upanel/internal/audit"
+	"upanel/internal/jobs"
 	"upanel/internal/store"
 )
 
@@ -14,43 +15,75 @@ import (
 // flood someone's inbox.
 const resetsPerHour = 3
 
-// RequestReset emails a reset link if the address has an account. It answers
-// the same way whether or not it does, and the link is built from the panel's
-// configured URL, never from the request's Host header.
+// ResetRequestKind is the job that handles a password reset request.
+const ResetRequestKind = "auth.password_reset"
+
+type resetRequest struct {
+	Email     string `json:"email"`
+	IP        string `json:"ip"`
+	UserAgent string `json:"user_agent"`
+}
+
+// RequestReset takes a password reset request. It does the same work whether
+// or not the address has an account, queueing a job that finds out, so
+// neither the answer nor its timing tells. The emailed link is built from the
+// panel's configured URL, never from the request's Host header.
 func (s *Service) RequestReset(ctx context.Context, email string, m Meta) error {
 	norm, err := NormalizeEmail(email)
 	if err != nil {
 		return nil // same answer as for an unknown address
 	}
-	u, err := s.DB.GetUserByEmail(ctx, norm)
-	if isNotFound(err) {
-		s.security(ctx, s.event(audit.PasswordResetRequested, nil, m, map[string]any{"email": norm, "known": false}))
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	n, err := s.DB.CountResetRequests(ctx, u.ID, s.DB.Now().Add(-time.Hour))
-	if err != nil {
-		return err
-	}
-	if n >= resetsPerHour {
-		s.security(ctx, s.event(audit.PasswordResetRequested, u, m, map[string]any{"email": norm, "suppressed": "too many requests"}))
-		return nil
-	}
-	token := newToken()
-	err = s.DB.InTx(ctx, func(tx *store.Tx) error {
-		if err := tx.CreateResetToken(ctx, u.ID, hashToken(token), m.IP, tx.Now().Add(ResetTTL)); err != nil {
+	_, _, err = s.DB.EnqueueJob(ctx, store.NewJob{Kind: ResetRequestKind, MaxAttempts: 3,
+		Payload: resetRequest{Email: norm, IP: m.IP, UserAgent: truncateRunes(m.UserAgent, 300)}})
+	return err
+}
+
+// ResetRequestHandler emails a reset link if the requested address has an
+// account, at most resetsPerHour times an hour.
+func (s *Service) ResetRequestHandler() jobs.Handler {
+	return func(ctx context.Context, j *jobs.Job) error {
+		var req resetRequest
+		if err := j.Decode(&req); err != nil {
 			return err
 		}
-		return s.QueueMail(ctx, tx, Mail{Kind: "password_reset", To: u.Email, Expires: ResetTTL,
-			Link: s.link("/password/reset", url.Values{"token": {token}}), Data: map[string]string{"ip": m.IP}})
-	})
-	if err != nil {
-		return err
+		m := Meta{IP: req.IP, UserAgent: req.UserAgent}
+		u, err := s.DB.GetUserByEmail(ctx, req.Email)
+		if isNotFound(err) {
+			s.security(ctx, s.event(audit.PasswordResetRequested, nil, m, map[string]any{"email": req.Email, "known": false}))
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		n, err := s.DB.CountResetRequests(ctx, u.ID, s.DB.Now().Add(-time.Hour))
+		if err != nil {
+			return err
+		}
+		if n >= resetsPerHour {
+			s.security(ctx, s.event(audit.PasswordResetRequested, u, m, map[string]any{"email": req.Email, "suppressed": "too many requests"}))
+			return nil
+		}
+		token := newToken()
+		err = s.DB.InTx(ctx, func(tx *store.Tx) error {
+			if err := tx.CreateResetToken(ctx, u.ID, hashToken(token), m.IP, tx.Now().Add(ResetTTL)); err != nil {
+				return err
+			}
+			return s.QueueMail(ctx, tx, Mail{Kind: "password_reset", To: u.Email, Expires: ResetTTL,
+				Link: s.link("/password/reset", url.Values{"token": {token}}), Data: map[string]string{"ip": m.IP}})
+		})
+		if err != nil {
+			return err
+		}
+		s.security(ctx, s.event(audit.PasswordResetRequested, u, m, map[string]any{"email": req.Email}))
+		return nil
 	}
-	s.security(ctx, s.event(audit.PasswordResetRequested, u, m, map[string]any{"email": norm}))
-	return nil
+}
+
+func truncateRunes(s string, n int) string {
+	if r := []rune(s); len(r) > n {
+		return string(r[:n])
+	}
+	return s
 }
 
 // CheckResetToken reports whether a reset link can still be used.
@@ -91,12 +124,21 @@ func (s *Service) ResetPassword(ctx context.Context, token, password string, m M
 		if err := tx.InvalidateResetTokens(ctx, u.ID); err != nil {
 			return err
 		}
+		// A reset may follow a compromise: the attacker's tokens go too.
+		if _, err := tx.RevokeUserTokens(ctx, u.ID); err != nil {
+			return err
+		}
 		return s.activity(ctx, tx, store.Activity{UserID: u.ID, Action: "updated", SubjectType: "User", SubjectID: u.ID,
-			Description: "password reset by email link", IPAddress: m.IP,
+			Description: "password reset by email link; sessions ended and API tokens revoked", IPAddress: m.IP,
 			Changes: audit.Diff(map[string]any{"password": "old"}, map[string]any{"password": "new"}, "password")})
 	})
 	if err != nil {
 		return err
+	}
+	// Proving control of the mailbox clears this address's delays, so an
+	// attacker hammering the account cannot keep its owner out.
+	if err := s.DB.RecordLoginSuccess(ctx, u.Email, u.ID, m.IP, "password"); err != nil {
+		s.Log.Error("record reset as success", "err", err)
 	}
 	s.security(ctx, s.event(audit.PasswordResetCompleted, u, m, nil))
 	return nil
@@ -170,10 +212,25 @@ func (s *Service) RevokeInvite(ctx context.Context, p *Principal, id string, m M
 
 var errInviteInvalid = apperr.New(apperr.NotFound, "this invitation is invalid, used or expired: ask an admin for a new one")
 
-// InviteByToken returns the pending invitation a link names.
+// InviteByToken returns the pending invitation a link names. An invitation
+// is only as good as its sender: once the inviting admin is gone or no longer
+// an admin, it is void, so a compromised admin's invites die with their rights.
 func (s *Service) InviteByToken(ctx context.Context, token string) (*store.Invite, error) {
+	if len(token) > 100 {
+		return nil, errInviteInvalid
+	}
 	inv, err := s.DB.InviteByTokenHash(ctx, hashToken(token))
 	if isNotFound(err) || (err == nil && !inv.Pending(s.DB.Now())) {
+		return nil, errInviteInvalid
+	}
+	if err != nil {
+		return nil, err
+	}
+	if inv.InvitedBy == "" {
+		return nil, errInviteInvalid
+	}
+	inviter, err := s.DB.GetUser(ctx, inv.InvitedBy)
+	if isNotFound(err) || (err == nil && inviter.Role != string(Admin)) {
 		return nil, errInviteInvalid
 	}
 	return inv, err

@@ -7,6 +7,7 @@ import (
 	"net/mail"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"upanel/internal/apperr"
@@ -51,6 +52,7 @@ type Options struct {
 // invites and users. Handlers call it; it calls the store and the audit trail.
 type Service struct {
 	Options
+	mu        sync.Mutex // guards setupHash
 	setupHash string
 }
 
@@ -96,6 +98,12 @@ func NormalizeEmail(email string) (string, error) {
 	if e == "" || len(e) > 254 {
 		return "", apperr.New(apperr.Invalid, "enter an email address")
 	}
+	for i := 0; i < len(e); i++ {
+		// ASCII only: every address UPanel stores must be one it can mail.
+		if e[i] < 0x21 || e[i] > 0x7e {
+			return "", apperr.New(apperr.Invalid, "the email address must be plain ASCII without spaces")
+		}
+	}
 	a, err := mail.ParseAddress(e)
 	if err != nil || a.Address != e || a.Name != "" || !strings.Contains(e, "@") || strings.ContainsAny(e, " <>\"\r\n") {
 		return "", apperr.New(apperr.Invalid, "%q is not a valid email address", email)
@@ -132,7 +140,9 @@ func (s *Service) NewSetupToken(ctx context.Context) (string, error) {
 		return "", err
 	}
 	t := newToken()
+	s.mu.Lock()
 	s.setupHash = hashToken(t)
+	s.mu.Unlock()
 	return t, nil
 }
 
@@ -144,12 +154,14 @@ func (s *Service) NeedsSetup(ctx context.Context) (bool, error) {
 
 // Setup creates the first admin, given the setup token.
 func (s *Service) Setup(ctx context.Context, token, email, password, timezone string, m Meta) (*store.User, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.setupHash == "" || subtle.ConstantTimeCompare([]byte(hashToken(token)), []byte(s.setupHash)) != 1 {
-		return nil, apperr.New(apperr.Forbidden, "the setup token is not valid: use the one serve printed to its log")
+		return nil, apperr.New(apperr.Invalid, "the setup token is not valid: use the one serve printed to its log")
 	}
 	var u *store.User
 	err := s.DB.InTx(ctx, func(tx *store.Tx) error {
-		n, err := s.DB.CountUsers(ctx)
+		n, err := tx.CountUsers(ctx)
 		if err != nil {
 			return err
 		}
@@ -257,3 +269,13 @@ func (s *Service) activity(ctx context.Context, tx *store.Tx, a store.Activity) 
 func isNotFound(err error) bool { return apperr.Is(err, apperr.NotFound) }
 
 var errInvalidLogin = apperr.New(apperr.Unauthorized, "invalid email or password")
+
+// Unlock forgets an account's failed attempts, for an admin helping a user
+// locked out by someone else's guessing.
+func (s *Service) Unlock(ctx context.Context, email string) (int, error) {
+	email, err := NormalizeEmail(email)
+	if err != nil {
+		return 0, err
+	}
+	return s.DB.ClearLoginFailures(ctx, email)
+}

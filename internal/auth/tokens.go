@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"upanel/internal/apperr"
 	"upanel/internal/audit"
@@ -27,6 +28,9 @@ type NewToken struct {
 
 func validName(name string, max int) (string, error) {
 	name = strings.TrimSpace(name)
+	if !utf8.ValidString(name) {
+		return "", apperr.New(apperr.Invalid, "the name is not valid text")
+	}
 	if name == "" || len([]rune(name)) > max {
 		return "", apperr.New(apperr.Invalid, "the name must be 1 to %d characters", max)
 	}
@@ -41,6 +45,11 @@ func validName(name string, max int) (string, error) {
 // CreateToken makes an API token for the caller, with at most the caller's
 // role. The secret is returned this once; only its hash is kept.
 func (s *Service) CreateToken(ctx context.Context, p *Principal, n NewToken, m Meta) (string, *store.APIToken, error) {
+	if p.ViaToken() {
+		// A token that could mint tokens could outlive its own expiry and
+		// revocation through its children.
+		return "", nil, apperr.New(apperr.Forbidden, "API tokens are created from a signed-in session, not with another token")
+	}
 	return s.createToken(ctx, p.User, p.Role, n, m)
 }
 

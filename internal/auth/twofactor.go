@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"strings"
 
 	"upanel/internal/apperr"
 	"upanel/internal/audit"
@@ -18,10 +19,14 @@ func (s *Service) issuer() string {
 }
 
 // StartTwoFactor creates a new secret for the caller, pending until confirmed
-// with a code.
-func (s *Service) StartTwoFactor(ctx context.Context, p *Principal) (*Enrollment, error) {
+// with a code. It asks for the password first: whoever enrols a device
+// controls the account from then on, so a stolen session must not be enough.
+func (s *Service) StartTwoFactor(ctx context.Context, p *Principal, password string, m Meta) (*Enrollment, error) {
 	if p.User.TwoFactorEnabled() {
 		return nil, apperr.New(apperr.Conflict, "two-factor authentication is already on; turn it off first to enrol a new device")
+	}
+	if err := s.reauthenticate(ctx, p.User, password, m); err != nil {
+		return nil, err
 	}
 	e, err := newEnrollment(s.issuer(), p.User.Email)
 	if err != nil {
@@ -38,24 +43,23 @@ func (s *Service) ConfirmTwoFactor(ctx context.Context, p *Principal, code strin
 	if u.TwoFactorEnabled() {
 		return nil, apperr.New(apperr.Conflict, "two-factor authentication is already on")
 	}
-	if err := checkThrottle(ctx, s.DB, u.Email, m.IP); err != nil {
-		return nil, err
-	}
-	secret, ok, err := s.DB.TwoFactorSecret(ctx, u.ID)
+	attempt, err := s.reserve(ctx, u.Email, u, "totp", m)
 	if err != nil {
 		return nil, err
 	}
-	if !ok {
-		return nil, apperr.New(apperr.Invalid, "start two-factor enrolment first")
+	secret, ciphertext, err := s.DB.PendingTwoFactorSecret(ctx, u.ID)
+	if err != nil {
+		return nil, err
 	}
 	step, match := matchTOTP(string(secret), code, s.DB.Now())
 	if !match {
-		s.recordFailure(ctx, u.Email, u, "totp", m, map[string]any{"action": "enrol"})
+		s.failed(ctx, u.Email, u, "totp", m, map[string]any{"action": "enrol"})
 		return nil, apperr.New(apperr.Invalid, "that code is not valid: check the time on your device and try the next code")
 	}
+	s.settle(ctx, attempt, u, true, false)
 	codes, hashes := newRecoveryCodes()
 	err = s.DB.InTx(ctx, func(tx *store.Tx) error {
-		if err := tx.ConfirmTwoFactor(ctx, u.ID, step, hashes); err != nil {
+		if err := tx.ConfirmTwoFactor(ctx, u.ID, ciphertext, step, hashes); err != nil {
 			return err
 		}
 		return s.activity(ctx, tx, store.Activity{UserID: u.ID, Action: "updated", SubjectType: "User", SubjectID: u.ID,
@@ -69,9 +73,11 @@ func (s *Service) ConfirmTwoFactor(ctx context.Context, p *Principal, code strin
 	return codes, nil
 }
 
-// reauthenticate checks the caller's password before a sensitive change.
+// reauthenticate checks the caller's password before a sensitive change,
+// throttled like a sign-in.
 func (s *Service) reauthenticate(ctx context.Context, u *store.User, password string, m Meta) error {
-	if err := checkThrottle(ctx, s.DB, u.Email, m.IP); err != nil {
+	attempt, err := s.reserve(ctx, u.Email, u, "password", m)
+	if err != nil {
 		return err
 	}
 	hash, err := s.DB.PasswordHash(ctx, u.ID)
@@ -83,21 +89,49 @@ func (s *Service) reauthenticate(ctx context.Context, u *store.User, password st
 		return err
 	}
 	if !ok {
-		s.recordFailure(ctx, u.Email, u, "password", m, map[string]any{"action": "reauthenticate"})
+		s.failed(ctx, u.Email, u, "password", m, map[string]any{"action": "reauthenticate"})
 		return apperr.New(apperr.Unauthorized, "the password is not right")
 	}
+	s.settle(ctx, attempt, u, true, false)
 	return nil
 }
 
-// DisableTwoFactor turns two-factor off, after checking the password.
-func (s *Service) DisableTwoFactor(ctx context.Context, p *Principal, password string, m Meta) error {
+// DisableTwoFactor turns two-factor off, after checking the password and a
+// current code (or a recovery code): both factors, as to sign in.
+func (s *Service) DisableTwoFactor(ctx context.Context, p *Principal, password, code string, m Meta) error {
 	if !p.User.TwoFactorEnabled() {
 		return apperr.New(apperr.Conflict, "two-factor authentication is not on")
 	}
 	if err := s.reauthenticate(ctx, p.User, password, m); err != nil {
 		return err
 	}
+	if err := s.secondFactor(ctx, p.User, code, m); err != nil {
+		return err
+	}
 	return s.disableTwoFactor(ctx, p.User, p.User.ID, m)
+}
+
+// secondFactor checks a TOTP code, or a recovery code (which it uses up).
+func (s *Service) secondFactor(ctx context.Context, u *store.User, code string, m Meta) error {
+	digits := strings.ReplaceAll(strings.TrimSpace(code), " ", "")
+	if len(digits) == 6 && strings.Trim(digits, "0123456789") == "" {
+		return s.verifyTOTP(ctx, u, digits, m)
+	}
+	attempt, err := s.reserve(ctx, u.Email, u, "recovery_code", m)
+	if err != nil {
+		return err
+	}
+	ok, _, err := s.DB.ConsumeRecoveryCode(ctx, u.ID, hashRecoveryCode(code))
+	if err != nil {
+		return err
+	}
+	if !ok {
+		s.failed(ctx, u.Email, u, "recovery_code", m, map[string]any{"action": "disable two-factor"})
+		return apperr.New(apperr.Unauthorized, "that code is not valid")
+	}
+	s.settle(ctx, attempt, u, true, false)
+	s.security(ctx, s.event(audit.RecoveryCodeUsed, u, m, map[string]any{"action": "disable two-factor"}))
+	return nil
 }
 
 func (s *Service) disableTwoFactor(ctx context.Context, u *store.User, actorID string, m Meta) error {
@@ -112,7 +146,11 @@ func (s *Service) disableTwoFactor(ctx context.Context, u *store.User, actorID s
 	if err != nil {
 		return err
 	}
-	s.security(ctx, s.event(audit.TwoFactorDisabled, u, m, map[string]any{"by": actorID}))
+	by := actorID
+	if by == "" {
+		by = "command line"
+	}
+	s.security(ctx, s.event(audit.TwoFactorDisabled, u, m, map[string]any{"by": by}))
 	return nil
 }
 
@@ -133,6 +171,9 @@ func (s *Service) RegenerateRecoveryCodes(ctx context.Context, p *Principal, pas
 			Description: "recovery codes regenerated", IPAddress: m.IP,
 			Changes: audit.Diff(map[string]any{"recovery_codes": "old"}, map[string]any{"recovery_codes": "new"}, "recovery_codes")})
 	})
+	if err == nil {
+		s.security(ctx, s.event(audit.RecoveryCodesRegenerated, p.User, m, nil))
+	}
 	return codes, err
 }
 
@@ -152,7 +193,7 @@ func (s *Service) ResetTwoFactor(ctx context.Context, email string, m Meta) (*st
 	if err != nil {
 		return nil, err
 	}
-	if err := s.disableTwoFactor(ctx, u, u.ID, m); err != nil {
+	if err := s.disableTwoFactor(ctx, u, "", m); err != nil { // the system acts, not the user
 		return nil, err
 	}
 	err = s.DB.InTx(ctx, func(tx *store.Tx) error { _, err := tx.DeleteUserSessions(ctx, u.ID, ""); return err })

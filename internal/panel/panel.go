@@ -167,6 +167,8 @@ func Serve(ctx context.Context, cfg config.Config, log *slog.Logger, red *loggin
 			"setup_url", cfg.URL.String()+"/setup?token="+token)
 	}
 
+	runner.Handle(auth.ResetRequestKind, accounts.ResetRequestHandler())
+
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)

@@ -94,3 +94,14 @@ func (db *DB) TouchAPIToken(ctx context.Context, id string, at time.Time) error 
 	_, err := db.exec(ctx, "UPDATE api_tokens SET last_used_at = ? WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)", at, id, at.Add(-time.Minute))
 	return err
 }
+
+// RevokeUserTokens revokes every live token of a user (after a password
+// reset, which may follow a compromise).
+func (tx *Tx) RevokeUserTokens(ctx context.Context, userID string) (int, error) {
+	res, err := tx.exec(ctx, "UPDATE api_tokens SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL", tx.Now(), userID)
+	if err != nil {
+		return 0, fmt.Errorf("store: revoke tokens: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	return int(n), nil
+}

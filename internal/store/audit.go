@@ -175,6 +175,9 @@ type ActivityFilter struct {
 	SubjectType string
 	SubjectID   string
 	Action      string
+	// ExcludeSubjectTypes hides entries about these kinds of object, for
+	// viewers who may not see them (accounts, for non-admins).
+	ExcludeSubjectTypes []string
 	// Before is a keyset cursor: the id of the last row of the previous page.
 	Before string
 	// Limit defaults to 50 and is capped at 500.
@@ -615,6 +618,12 @@ func (db *DB) ListActivity(ctx context.Context, f ActivityFilter) ([]Activity, e
 	} {
 		if c.v != "" {
 			where, args = append(where, c.col+" = ?"), append(args, c.v)
+		}
+	}
+	if len(f.ExcludeSubjectTypes) > 0 {
+		where = append(where, "subject_type NOT IN ("+placeholders(len(f.ExcludeSubjectTypes))+")")
+		for _, t := range f.ExcludeSubjectTypes {
+			args = append(args, t)
 		}
 	}
 	if f.Before != "" {

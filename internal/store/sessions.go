@@ -46,8 +46,8 @@ func scanSession(s interface{ Scan(...any) error }) (*Session, error) {
 func (tx *Tx) CreateSession(ctx context.Context, n NewSession) (*Session, error) {
 	id, now := NewID(), tx.Now()
 	_, err := tx.exec(ctx, `INSERT INTO sessions (id, user_id, token_hash, two_factor_pending, ip_address, user_agent, last_activity_at, expires_at, created_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, id, n.UserID, n.TokenHash, n.TwoFactorPending, nullString(truncate(n.IPAddress, 45)),
-		nullString(truncate(n.UserAgent, 1000)), now, n.ExpiresAt, now)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, id, n.UserID, n.TokenHash, n.TwoFactorPending, nullString(cleanText(n.IPAddress, 45)),
+		nullString(cleanText(n.UserAgent, 1000)), now, n.ExpiresAt, now)
 	if err != nil {
 		return nil, fmt.Errorf("store: create session: %w", err)
 	}

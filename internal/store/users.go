@@ -122,8 +122,26 @@ func (db *DB) CountUsers(ctx context.Context) (int, error) {
 	return n, err
 }
 
-// CountAdmins counts admins, so the last one cannot be demoted or deleted.
+// CountUsers counts users in the transaction, for first-run setup, which must
+// find none.
+func (tx *Tx) CountUsers(ctx context.Context) (int, error) {
+	var n int
+	err := tx.queryRow(ctx, "SELECT COUNT(*) FROM users").Scan(&n)
+	return n, err
+}
+
+// CountAdmins counts admins, so the last one cannot be demoted or deleted. On
+// PostgreSQL it first locks the admin rows: two admins demoting each other at
+// once then queue, and the second sees the first's change, instead of both
+// counting two admins and leaving none.
 func (tx *Tx) CountAdmins(ctx context.Context) (int, error) {
+	if tx.db.d.name == "postgres" {
+		rows, err := tx.query(ctx, "SELECT id FROM users WHERE role = 'admin' FOR UPDATE")
+		if err != nil {
+			return 0, err
+		}
+		rows.Close()
+	}
 	var n int
 	err := tx.queryRow(ctx, "SELECT COUNT(*) FROM users WHERE role = 'admin'").Scan(&n)
 	return n, err
@@ -167,23 +185,67 @@ func (tx *Tx) DeleteUser(ctx context.Context, userID string) error {
 	return nil
 }
 
-// SetPendingTwoFactor stores a new, unconfirmed TOTP secret (encrypted). Until
-// ConfirmTwoFactor, two-factor stays off and the old secret, if any, is gone.
+// SetPendingTwoFactor stores a new, unconfirmed TOTP secret (encrypted),
+// replacing any earlier unconfirmed one. It refuses when two-factor is already
+// on, whatever the caller last read, so starting enrolment in one tab cannot
+// silently turn off what another tab just confirmed.
 func (tx *Tx) SetPendingTwoFactor(ctx context.Context, userID string, secret []byte) error {
 	v, err := tx.db.seal(colTwoFactorSecret, userID, secret)
 	if err != nil {
 		return err
 	}
-	return tx.updateUser(ctx, userID, "two_factor_secret = ?, two_factor_confirmed_at = NULL, recovery_codes = NULL, two_factor_last_step = NULL", v)
+	res, err := tx.exec(ctx, `UPDATE users SET two_factor_secret = ?, recovery_codes = NULL, two_factor_last_step = NULL
+		WHERE id = ? AND two_factor_confirmed_at IS NULL`, v, userID)
+	if err != nil {
+		return fmt.Errorf("store: start two-factor: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return apperr.New(apperr.Conflict, "two-factor authentication is already on")
+	}
+	return nil
 }
 
-// ConfirmTwoFactor turns two-factor on with the pending secret and stores the
-// recovery code hashes (encrypted), and records step as used.
-func (tx *Tx) ConfirmTwoFactor(ctx context.Context, userID string, step int64, codeHashes []string) error {
-	if err := tx.setRecoveryCodes(ctx, userID, codeHashes); err != nil {
+// PendingTwoFactorSecret returns the unconfirmed secret and its ciphertext,
+// which ConfirmTwoFactor must still find in place.
+func (db *DB) PendingTwoFactorSecret(ctx context.Context, userID string) (plain []byte, ciphertext string, err error) {
+	var ct sql.NullString
+	err = db.queryRow(ctx, "SELECT two_factor_secret FROM users WHERE id = ? AND two_factor_confirmed_at IS NULL", userID).Scan(&ct)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, "", apperr.New(apperr.Conflict, "two-factor authentication is already on")
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	if !ct.Valid {
+		return nil, "", apperr.New(apperr.Invalid, "start two-factor enrolment first")
+	}
+	plain, err = db.unseal(colTwoFactorSecret, userID, ct.String)
+	return plain, ct.String, err
+}
+
+// ConfirmTwoFactor turns two-factor on with the pending secret the caller
+// checked the code against (its ciphertext), stores the recovery code hashes
+// (encrypted) and records step as used. If the pending secret changed
+// meanwhile (enrolment restarted elsewhere) or two-factor is already on, it
+// refuses rather than turn on a secret the user never saw.
+func (tx *Tx) ConfirmTwoFactor(ctx context.Context, userID, ciphertext string, step int64, codeHashes []string) error {
+	b, err := json.Marshal(codeHashes)
+	if err != nil {
 		return err
 	}
-	return tx.updateUser(ctx, userID, "two_factor_confirmed_at = ?, two_factor_last_step = ?", tx.Now(), step)
+	codes, err := tx.db.seal(colRecoveryCodes, userID, b)
+	if err != nil {
+		return err
+	}
+	res, err := tx.exec(ctx, `UPDATE users SET two_factor_confirmed_at = ?, two_factor_last_step = ?, recovery_codes = ?
+		WHERE id = ? AND two_factor_confirmed_at IS NULL AND two_factor_secret = ?`, tx.Now(), step, codes, userID, ciphertext)
+	if err != nil {
+		return fmt.Errorf("store: confirm two-factor: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return apperr.New(apperr.Conflict, "two-factor enrolment changed in another window: start again")
+	}
+	return nil
 }
 
 // DisableTwoFactor removes the secret and the recovery codes.

@@ -352,7 +352,7 @@ func (s *Server) apiSecurityEvents(w http.ResponseWriter, r *http.Request, p *au
 }
 
 func (s *Server) apiActivity(w http.ResponseWriter, r *http.Request, p *auth.Principal) {
-	f := activityFilter(r)
+	f := activityFilter(r, p)
 	entries, err := s.DB.ListActivity(r.Context(), f)
 	if err != nil {
 		s.apiError(w, r, err)

@@ -11,6 +11,8 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/oklog/ulid/v2"
+
 	"upanel/internal/apperr"
 	"upanel/internal/audit"
 	"upanel/internal/auth"
@@ -94,6 +96,25 @@ func (s *Server) guard(rt route) http.Handler {
 			s.fail(w, r, rt.api, apperr.New(apperr.Forbidden, "you do not have permission to do this"))
 			return
 		}
+		if r.PathValue("id") != "" && !validID(r.PathValue("id")) {
+			// Ids are ULIDs: anything else names nothing, and never reaches
+			// a handler or a query.
+			s.fail(w, r, rt.api, apperr.New(apperr.NotFound, "not found"))
+			return
+		}
+		if write && !rt.api {
+			// Forms are small: bound the body and refuse multipart, which
+			// would otherwise be parsed into memory and temporary files.
+			if strings.HasPrefix(r.Header.Get("Content-Type"), "multipart/") {
+				s.fail(w, r, false, apperr.New(apperr.Invalid, "forms must be sent as application/x-www-form-urlencoded"))
+				return
+			}
+			r.Body = http.MaxBytesReader(w, r.Body, maxFormBody)
+			if err := r.ParseForm(); err != nil {
+				s.fail(w, r, false, apperr.New(apperr.Invalid, "the form is too large or malformed"))
+				return
+			}
+		}
 		if write && (p == nil || !p.ViaToken()) && !s.checkCSRF(r, p) {
 			s.fail(w, r, rt.api, apperr.New(apperr.Forbidden, "the form has expired or did not come from this panel: reload the page and try again"))
 			return
@@ -117,6 +138,14 @@ func (s *Server) denied(r *http.Request, p *auth.Principal, rt route) {
 	}
 }
 
+// maxFormBody bounds HTML form bodies.
+const maxFormBody = 64 << 10
+
+func validID(id string) bool {
+	_, err := ulid.ParseStrict(id)
+	return err == nil
+}
+
 // anonCSRFCookie carries the CSRF secret of visitors without a session (login,
 // setup, reset forms): the form must echo it (double submit), which a
 // cross-site page cannot read.
@@ -127,16 +156,16 @@ func (s *Server) csrfToken(w http.ResponseWriter, r *http.Request) string {
 	if p := principalOf(r.Context()); p != nil && p.CSRFToken() != "" {
 		return p.CSRFToken()
 	}
-	if c, err := r.Cookie(anonCSRFCookie); err == nil && len(c.Value) >= 32 {
+	if c, err := r.Cookie(s.cookieName(anonCSRFCookie)); err == nil && len(c.Value) >= 32 {
 		return c.Value
 	}
 	b := make([]byte, 32)
 	rand.Read(b)
 	v := base64.RawURLEncoding.EncodeToString(b)
-	http.SetCookie(w, &http.Cookie{Name: anonCSRFCookie, Value: v, Path: "/", HttpOnly: true,
+	http.SetCookie(w, &http.Cookie{Name: s.cookieName(anonCSRFCookie), Value: v, Path: "/", HttpOnly: true,
 		Secure: s.Auth.SecureCookies(), SameSite: http.SameSiteLaxMode})
 	// Make the cookie visible to this request's own rendering.
-	r.AddCookie(&http.Cookie{Name: anonCSRFCookie, Value: v})
+	r.AddCookie(&http.Cookie{Name: s.cookieName(anonCSRFCookie), Value: v})
 	return v
 }
 
@@ -151,7 +180,7 @@ func (s *Server) checkCSRF(r *http.Request, p *auth.Principal) bool {
 	if p != nil && p.CSRFToken() != "" {
 		return auth.CheckCSRF(p, sent)
 	}
-	c, err := r.Cookie(anonCSRFCookie)
+	c, err := r.Cookie(s.cookieName(anonCSRFCookie))
 	return err == nil && len(c.Value) >= 32 && subtle.ConstantTimeCompare([]byte(c.Value), []byte(sent)) == 1
 }
 
@@ -195,9 +224,20 @@ func (s *Server) meta(r *http.Request) auth.Meta {
 	return auth.Meta{IP: s.clientIP(r), UserAgent: r.UserAgent()}
 }
 
-// safeNext keeps a post-login redirect on this site: a local absolute path only.
+// safeNext keeps a post-login redirect on this site: a local absolute path
+// only, with no control characters or backslashes anywhere (browsers drop
+// tabs and read "/\t/evil" as "//evil").
 func safeNext(next string) string {
-	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") || strings.ContainsAny(next, "\r\n") {
+	if next == "" || next[0] != '/' || len(next) > 2000 {
+		return "/"
+	}
+	for i := 0; i < len(next); i++ {
+		if c := next[i]; c < 0x20 || c == 0x7f || c == '\\' {
+			return "/"
+		}
+	}
+	u, err := url.Parse(next)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || !strings.HasPrefix(u.Path, "/") || strings.HasPrefix(u.Path, "//") || strings.HasPrefix(next, "//") {
 		return "/"
 	}
 	return next

@@ -15,6 +15,7 @@ import (
 
 	"upanel/internal/audit"
 	"upanel/internal/auth"
+	"upanel/internal/jobs"
 	"upanel/internal/store"
 	"upanel/internal/store/storetest"
 )
@@ -54,7 +55,31 @@ func newEnv(t *testing.T, db *store.DB) *env {
 	return e
 }
 
+// runJobs does what the panel's job runner would: it runs the queued reset
+// requests.
+func (e *env) runJobs() {
+	e.t.Helper()
+	ctx := context.Background()
+	h := e.svc.ResetRequestHandler()
+	for {
+		j, ok, err := e.db.ClaimJob(ctx, "test", []string{auth.ResetRequestKind}, time.Minute)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		if !ok {
+			return
+		}
+		if err := h(ctx, &jobs.Job{Job: j}); err != nil {
+			e.t.Fatalf("reset job: %v", err)
+		}
+		if err := e.db.FinishJob(ctx, j.ID, "test", store.JobSucceeded, "", nil); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+}
+
 func (e *env) lastMail() auth.Mail {
+	e.runJobs()
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if len(e.mails) == 0 {
@@ -122,11 +147,12 @@ func (c *client) csrf() string {
 			return p.CSRFToken()
 		}
 	}
-	if v, ok := c.cookies[anonCSRFCookie]; ok {
+	name := c.e.srv.cookieName(anonCSRFCookie)
+	if v, ok := c.cookies[name]; ok {
 		return v
 	}
-	c.cookies[anonCSRFCookie] = strings.Repeat("c", 43)
-	return c.cookies[anonCSRFCookie]
+	c.cookies[name] = strings.Repeat("c", 43)
+	return c.cookies[name]
 }
 
 func (c *client) do(req *http.Request) *httptest.ResponseRecorder {

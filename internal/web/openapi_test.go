@@ -86,7 +86,7 @@ func TestAPIErrorsAreJSON(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		method, path, body, code string
-		status               int
+		status                   int
 	}{
 		{"POST", "/api/v1/invites", `{"email":`, "invalid", 400},
 		{"POST", "/api/v1/invites", `{"email":"a@example.test","role":"viewer","admin":true}`, "invalid", 400},

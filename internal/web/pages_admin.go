@@ -157,6 +157,7 @@ func (s *Server) securityEventsPage(w http.ResponseWriter, r *http.Request, p *a
 		s.fail(w, r, false, err)
 		return
 	}
+	s.withEmails(r, pg)
 	d := &securityData{Events: events, Types: audit.EventTypes(),
 		Severities: []string{store.SeverityInfo, store.SeverityWarning, store.SeverityCritical}, Query: r.URL.Query()}
 	if len(events) == f.Limit {
@@ -173,21 +174,33 @@ type activityData struct {
 	ShowIP  bool
 }
 
-func activityFilter(r *http.Request) store.ActivityFilter {
+// accountSubjects are the activity entries about accounts: who exists, with
+// which role and email. Users, invites and settings are admin business, so
+// other roles do not see these entries.
+var accountSubjects = []string{"User", "Invite", "ApiToken", "Setting"}
+
+func activityFilter(r *http.Request, p *auth.Principal) store.ActivityFilter {
 	lq := readListQuery(r)
-	return store.ActivityFilter{UserID: lq.Values.Get("user_id"), SubjectType: lq.Values.Get("subject_type"),
+	f := store.ActivityFilter{UserID: lq.Values.Get("user_id"), SubjectType: lq.Values.Get("subject_type"),
 		SubjectID: lq.Values.Get("subject_id"), Action: lq.Values.Get("action"), Before: lq.Before, Limit: lq.Limit}
+	if p.Role != auth.Admin {
+		f.ExcludeSubjectTypes = accountSubjects
+	}
+	return f
 }
 
 // activityPage shows the activity log. Addresses are shown to admins only.
 func (s *Server) activityPage(w http.ResponseWriter, r *http.Request, p *auth.Principal) {
 	pg := s.newPage(w, r, "Activity")
 	pg.Nav = "activity"
-	f := activityFilter(r)
+	f := activityFilter(r, p)
 	entries, err := s.DB.ListActivity(r.Context(), f)
 	if err != nil {
 		s.fail(w, r, false, err)
 		return
+	}
+	if p.Role == auth.Admin {
+		s.withEmails(r, pg) // other roles see ids: who has an account is admin business
 	}
 	d := &activityData{Entries: entries, Query: r.URL.Query(), ShowIP: p.Role == auth.Admin}
 	if len(entries) == f.Limit {

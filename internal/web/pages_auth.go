@@ -79,12 +79,19 @@ func (s *Server) loginPage(w http.ResponseWriter, r *http.Request, p *auth.Princ
 	s.render(w, r, "login", pg)
 }
 
-func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request, _ *auth.Principal) {
+func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request, old *auth.Principal) {
 	pg := s.bare(w, r, "Sign in")
 	res, err := s.Auth.Login(r.Context(), r.PostFormValue("email"), r.PostFormValue("password"), s.meta(r))
 	if err != nil {
 		s.renderForm(w, r, "login", pg, err)
 		return
+	}
+	if old != nil && old.SessionID != "" {
+		// The browser had a session (perhaps another user's): it ends here
+		// rather than linger as an orphan.
+		if err := s.Auth.Logout(r.Context(), old, s.meta(r)); err != nil {
+			s.Log.Warn("end previous session at sign-in", "err", err)
+		}
 	}
 	s.setSessionCookie(w, res)
 	next := safeNext(r.PostFormValue("next"))

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"html/template"
 	"net/http"
 	"strconv"
 	"strings"
@@ -102,8 +103,11 @@ func (s *Server) changeTimezone(w http.ResponseWriter, r *http.Request, p *auth.
 // enrollData is the two-factor enrolment page.
 type enrollData struct {
 	Enrollment *auth.Enrollment
-	Required   bool
-	Enabled    bool
+	// QR is the enrolment's QR code as a data: URL, marked safe for src only
+	// after checking it is one (html/template refuses data: URLs otherwise).
+	QR       template.URL
+	Required bool
+	Enabled  bool
 }
 
 func (s *Server) twoFactorEnrollPage(w http.ResponseWriter, r *http.Request, p *auth.Principal) {
@@ -118,12 +122,15 @@ func (s *Server) twoFactorStart(w http.ResponseWriter, r *http.Request, p *auth.
 	pg.Nav = "profile"
 	d := &enrollData{Required: p.MustEnrollTwoFactor, Enabled: p.User.TwoFactorEnabled()}
 	pg.Data = d
-	e, err := s.Auth.StartTwoFactor(r.Context(), p)
+	e, err := s.Auth.StartTwoFactor(r.Context(), p, r.PostFormValue("password"), s.meta(r))
 	if err != nil {
 		s.renderForm(w, r, "two_factor_enroll", pg, err)
 		return
 	}
 	d.Enrollment = e
+	if strings.HasPrefix(e.QRPNG, "data:image/png;base64,") {
+		d.QR = template.URL(e.QRPNG)
+	}
 	s.render(w, r, "two_factor_enroll", pg)
 }
 
@@ -145,7 +152,7 @@ func (s *Server) showRecoveryCodes(w http.ResponseWriter, r *http.Request, codes
 }
 
 func (s *Server) twoFactorDisable(w http.ResponseWriter, r *http.Request, p *auth.Principal) {
-	if err := s.Auth.DisableTwoFactor(r.Context(), p, r.PostFormValue("password"), s.meta(r)); err != nil {
+	if err := s.Auth.DisableTwoFactor(r.Context(), p, r.PostFormValue("password"), r.PostFormValue("code"), s.meta(r)); err != nil {
 		s.profilePage(w, r, p, s.newPage(w, r, "Your profile"), nil, err)
 		return
 	}

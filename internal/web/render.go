@@ -43,7 +43,8 @@ func parsePages() (map[string]*template.Template, error) {
 }
 
 var funcs = template.FuncMap{
-	"join": strings.Join,
+	"join":      strings.Join,
+	"timezones": func() []string { return timezones },
 	"title": func(s string) string {
 		if s == "" {
 			return s
@@ -68,6 +69,7 @@ type page struct {
 	Data   any
 	Form   url.Values
 	loc    *time.Location
+	emails map[string]string // user id → email, for pages that show who did what
 	Status int
 }
 
@@ -91,6 +93,17 @@ func (p *page) Time(t any) string {
 	return tt.In(p.loc).Format("2006-01-02 15:04:05 MST")
 }
 
+// Who names a user id by email where the page knows it.
+func (p *page) Who(id string) string {
+	if id == "" {
+		return "system"
+	}
+	if e, ok := p.emails[id]; ok {
+		return e
+	}
+	return id
+}
+
 // Can reports whether the viewer may use routes of a permission, so pages only
 // offer what the policy allows.
 func (p *page) Can(perm string) bool {
@@ -106,11 +119,12 @@ func (s *Server) newPage(w http.ResponseWriter, r *http.Request, title string) *
 		}
 	}
 	pg.CSRF = s.csrfToken(w, r)
-	if c, err := r.Cookie(flashCookie); err == nil {
+	if c, err := r.Cookie(s.cookieName(flashCookie)); err == nil {
 		if v, err := url.QueryUnescape(c.Value); err == nil {
 			pg.Flash = v
 		}
-		http.SetCookie(w, &http.Cookie{Name: flashCookie, Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteLaxMode})
+		http.SetCookie(w, &http.Cookie{Name: s.cookieName(flashCookie), Path: "/", MaxAge: -1, HttpOnly: true,
+			Secure: s.Auth.SecureCookies(), SameSite: http.SameSiteLaxMode})
 	}
 	return pg
 }
@@ -139,7 +153,7 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, name string, pg 
 // renderForm re-renders a form page after err, keeping what was typed (never
 // passwords) and showing the error's user-safe message.
 func (s *Server) renderForm(w http.ResponseWriter, r *http.Request, name string, pg *page, err error) {
-	pg.Error = apperr.MessageOf(err)
+	pg.Error = sentence(apperr.MessageOf(err))
 	pg.Status = statusOf(err)
 	if pg.Status >= 500 {
 		s.Log.Error("request failed", "path", r.URL.Path, "err", err)
@@ -160,7 +174,7 @@ const flashCookie = "upanel_flash"
 // redirect sends the browser on with a one-time message for the next page.
 func (s *Server) redirect(w http.ResponseWriter, r *http.Request, to, flash string) {
 	if flash != "" {
-		http.SetCookie(w, &http.Cookie{Name: flashCookie, Value: url.QueryEscape(flash), Path: "/", MaxAge: 60,
+		http.SetCookie(w, &http.Cookie{Name: s.cookieName(flashCookie), Value: url.QueryEscape(flash), Path: "/", MaxAge: 60,
 			HttpOnly: true, Secure: s.Auth.SecureCookies(), SameSite: http.SameSiteLaxMode})
 	}
 	http.Redirect(w, r, to, http.StatusSeeOther)
@@ -198,7 +212,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, api bool, err erro
 
 func (s *Server) htmlError(w http.ResponseWriter, r *http.Request, status int, msg string) {
 	pg := s.newPage(w, r, http.StatusText(status))
-	pg.Status, pg.Error = status, msg
+	pg.Status, pg.Error = status, sentence(msg)
 	pg.Bare = pg.P == nil
 	s.render(w, r, "error", pg)
 }
@@ -247,15 +261,17 @@ func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
 	s.htmlError(w, r, http.StatusNotFound, "There is no page here.")
 }
 
-// sessionCookieName is __Host- prefixed over https, which browsers only accept
-// with Secure, Path=/ and no Domain: the cookie cannot be planted by a
-// subdomain.
-func (s *Server) sessionCookieName() string {
+// cookieName prefixes a cookie name with __Host- over https: browsers only
+// accept such a cookie with Secure, Path=/ and no Domain, so a subdomain
+// cannot plant it.
+func (s *Server) cookieName(name string) string {
 	if s.Auth.SecureCookies() {
-		return "__Host-" + auth.SessionCookie
+		return "__Host-" + name
 	}
-	return auth.SessionCookie
+	return name
 }
+
+func (s *Server) sessionCookieName() string { return s.cookieName(auth.SessionCookie) }
 
 func (s *Server) setSessionCookie(w http.ResponseWriter, res *auth.LoginResult) {
 	http.SetCookie(w, &http.Cookie{Name: s.sessionCookieName(), Value: res.Token, Path: "/", Expires: res.Session.ExpiresAt,
@@ -265,4 +281,30 @@ func (s *Server) setSessionCookie(w http.ResponseWriter, res *auth.LoginResult) 
 func (s *Server) clearSessionCookie(w http.ResponseWriter) {
 	http.SetCookie(w, &http.Cookie{Name: s.sessionCookieName(), Value: "", Path: "/", MaxAge: -1,
 		HttpOnly: true, Secure: s.Auth.SecureCookies(), SameSite: http.SameSiteLaxMode})
+}
+
+// sentence turns an error message ("invalid email or password") into one a
+// page shows: capitalised, ending with a full stop.
+func sentence(msg string) string {
+	if msg == "" {
+		return msg
+	}
+	msg = strings.ToUpper(msg[:1]) + msg[1:]
+	if !strings.HasSuffix(msg, ".") && !strings.HasSuffix(msg, "?") && !strings.HasSuffix(msg, ")") {
+		msg += "."
+	}
+	return msg
+}
+
+// withEmails lets pg name users by email.
+func (s *Server) withEmails(r *http.Request, pg *page) {
+	users, err := s.Auth.Users(r.Context())
+	if err != nil {
+		s.Log.Warn("load users for names", "err", err)
+		return
+	}
+	pg.emails = make(map[string]string, len(users))
+	for _, u := range users {
+		pg.emails[u.ID] = u.Email
+	}
 }

@@ -11,7 +11,7 @@ import (
 // only through guard, which asks auth.Decide. There is no default permission;
 // the route × role test walks this table.
 func (s *Server) routeTable() []route {
-	pub, step, signedIn, self, read, admin := auth.Public, auth.TwoFactorStep, auth.SignedIn, auth.Self, auth.Read, auth.AdminOnly
+	pub, step, anySession, signedIn, self, read, admin := auth.Public, auth.TwoFactorStep, auth.AnySession, auth.SignedIn, auth.Self, auth.Read, auth.AdminOnly
 	html := func(pattern string, perm auth.Permission, h func(http.ResponseWriter, *http.Request, *auth.Principal)) route {
 		return route{pattern: pattern, perm: perm, h: h}
 	}
@@ -33,7 +33,7 @@ func (s *Server) routeTable() []route {
 		html("POST /login/two-factor", step, s.twoFactorSubmit),
 		html("GET /login/recovery", step, s.recoveryPage),
 		html("POST /login/recovery", step, s.recoverySubmit),
-		html("POST /logout", signedIn, s.logout),
+		html("POST /logout", anySession, s.logout),
 		html("GET /password/forgot", pub, s.forgotPage),
 		html("POST /password/forgot", pub, s.forgotSubmit),
 		html("GET /password/reset", pub, s.resetPage),

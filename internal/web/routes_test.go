@@ -20,7 +20,7 @@ var routeAccess = map[string]string{
 	"GET /healthz": "public", "GET /readyz": "public", "GET /static/": "public", "GET /{$}": "public",
 	"GET /setup": "public", "POST /setup": "public", "GET /login": "public", "POST /login": "public",
 	"GET /login/two-factor": "step", "POST /login/two-factor": "step", "GET /login/recovery": "step", "POST /login/recovery": "step",
-	"POST /logout":         "signedin",
+	"POST /logout":         "session",
 	"GET /password/forgot": "public", "POST /password/forgot": "public", "GET /password/reset": "public", "POST /password/reset": "public",
 	"GET /invite/accept": "public", "POST /invite/accept": "public",
 	"GET /dashboard": "self", "GET /profile": "self", "POST /profile/password": "self", "POST /profile/timezone": "self",
@@ -39,7 +39,7 @@ var routeAccess = map[string]string{
 	"GET /api/v1/security-events": "admin", "GET /api/v1/activity": "read",
 }
 
-var accessPerm = map[string]auth.Permission{"public": auth.Public, "step": auth.TwoFactorStep, "signedin": auth.SignedIn,
+var accessPerm = map[string]auth.Permission{"public": auth.Public, "step": auth.TwoFactorStep, "session": auth.AnySession, "signedin": auth.SignedIn,
 	"self": auth.Self, "read": auth.Read, "operate": auth.Operate, "admin": auth.AdminOnly}
 
 // who is a kind of caller.
@@ -68,6 +68,9 @@ func expect(access string, w who, write, api bool) outcome {
 	}
 	if w.kind == "anon" || (w.viaToken && !api) { // tokens only count under /api/
 		return needLogin
+	}
+	if access == "session" {
+		return reached // signing out works for every session
 	}
 	switch w.kind {
 	case "pending":
@@ -272,7 +275,11 @@ func TestCSRFIsRequiredForCookieWrites(t *testing.T) {
 		t.Errorf("POST with the right token: %d %s", res.Code, res.Body)
 	}
 	tok := e.withToken("admin@example.test", auth.Admin)
-	if res := tok.api("POST", "/api/v1/tokens", map[string]any{"name": "from script"}); res.Code != http.StatusCreated {
+	if res := tok.api("POST", "/api/v1/invites", map[string]any{"email": "script@example.test", "role": "viewer"}); res.Code != http.StatusCreated {
 		t.Errorf("token write without CSRF: %d %s", res.Code, res.Body)
+	}
+	// A token cannot mint tokens, which could outlive it.
+	if res := tok.api("POST", "/api/v1/tokens", map[string]any{"name": "child"}); res.Code != http.StatusForbidden {
+		t.Errorf("a token made a token: %d %s", res.Code, res.Body)
 	}
 }

@@ -40,7 +40,7 @@ func enableTwoFactor(t *testing.T, e *env, email string) string {
 	if err != nil || p == nil {
 		t.Fatalf("authenticate: %v", err)
 	}
-	en, err := e.svc.StartTwoFactor(ctx, p)
+	en, err := e.svc.StartTwoFactor(ctx, p, testPassword, auth.Meta{IP: "192.0.2.1"})
 	if err != nil {
 		t.Fatal(err)
 	}
