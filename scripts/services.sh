@@ -67,10 +67,60 @@ start_postgres() {
 	echo "services: PostgreSQL on 127.0.0.1:$port" >&2
 }
 
+# start_docker makes sure a Docker daemon answers on /var/run/docker.sock,
+# starting a private one (vfs storage, no iptables rules) when none does, then
+# builds the test-host image (scripts/testhost-image.sh, once per machine) and
+# exports UPANEL_TEST_DOCKER=1 for internal/testhost. stop_services stops the
+# daemon only if this started it. Images persist in its data root across runs.
+start_docker() {
+	need_packages dockerd:docker.io docker-compose:docker-compose debootstrap:debootstrap || return 1
+	export DOCKER_HOST=unix:///var/run/docker.sock # the local daemon, whatever the user's context says
+	if ! docker version >/dev/null 2>&1 && ! { sleep 2 && docker version >/dev/null 2>&1; }; then
+		if [ "$(id -u)" != 0 ]; then
+			echo "services: no Docker daemon answers, and starting one needs root" >&2
+			return 1
+		fi
+		local run=/run/upanel-dockerd
+		mkdir -p "$run"
+		if [ -s "$run/dockerd.pid" ] && kill -0 "$(cat "$run/dockerd.pid")" 2>/dev/null; then
+			echo "services: a dockerd (pid $(cat "$run/dockerd.pid")) runs but does not answer; see $run/dockerd.log" >&2
+			return 1
+		fi
+		rm -f "$run/dockerd.pid" # stale; dockerd replaces a stale socket itself
+		dockerd --storage-driver=vfs --iptables=false --data-root /var/lib/docker-upanel \
+			--exec-root "$run/exec" --pidfile "$run/dockerd.pid" -H unix:///var/run/docker.sock \
+			>"$run/dockerd.log" 2>&1 &
+		UPANEL_DOCKERD_PID=$!
+		local waited=0
+		until docker version >/dev/null 2>&1; do
+			if ! kill -0 "$UPANEL_DOCKERD_PID" 2>/dev/null || [ $waited -ge 60 ]; then
+				tail -n 20 "$run/dockerd.log" >&2
+				echo "services: dockerd did not answer within 60 s; see $run/dockerd.log" >&2
+				return 1
+			fi
+			sleep 1
+			waited=$((waited + 1))
+		done
+		echo "services: Docker daemon (vfs) started on /var/run/docker.sock in ${waited} s" >&2
+	fi
+	./scripts/testhost-image.sh || return 1
+	export UPANEL_TEST_DOCKER=1
+}
+
 stop_services() {
 	if [ -n "${UPANEL_PG_DIR:-}" ]; then
 		"${UPANEL_PG_AS[@]}" "$(pg_bin)/pg_ctl" -D "$UPANEL_PG_DIR/data" -m immediate stop >/dev/null 2>&1 || true
 		rm -rf "$UPANEL_PG_DIR"
 		UPANEL_PG_DIR=
+	fi
+	if [ -n "${UPANEL_DOCKERD_PID:-}" ]; then
+		kill -TERM "$UPANEL_DOCKERD_PID" 2>/dev/null || true
+		local i
+		for i in $(seq 1 30); do
+			kill -0 "$UPANEL_DOCKERD_PID" 2>/dev/null || break
+			sleep 1
+		done
+		kill -KILL "$UPANEL_DOCKERD_PID" 2>/dev/null || true
+		UPANEL_DOCKERD_PID=
 	fi
 }

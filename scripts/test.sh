@@ -9,6 +9,7 @@ trap stop_services EXIT
 
 need_packages gcc:gcc oathtool:oathtool chromium:chromium # -race needs cgo; 2FA codes from an independent implementation; browser tests
 start_postgres
+start_docker # a Docker daemon and the test-host image, for internal/testhost
 
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
 if [ -n "$unformatted" ]; then

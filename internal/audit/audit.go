@@ -22,7 +22,8 @@ import (
 	"upanel/internal/store"
 )
 
-// Security event types (issue 3, item 11). Keep DefaultSeverity in step.
+// Security event types (issue 3, item 11, and issue 4). Keep DefaultSeverity
+// in step.
 const (
 	LoginSuccess      = "login_success"
 	LoginFailed       = "login_failed"
@@ -45,6 +46,12 @@ const (
 	TokenRevoked             = "token_revoked"
 	RoleChanged              = "role_changed"
 	PermissionDenied         = "permission_denied"
+	// Servers (issue 4).
+	HostKeyChanged = "ssh_host_key_changed" // raised as critical
+	HostKeyPinned  = "ssh_host_key_pinned"
+	ServerHardened = "server_hardened"
+	AgentRefused   = "agent_refused"  // a replayed or stale agent message
+	SecurityDrift  = "security_drift" // the score fell after hardening
 )
 
 // EventTypes lists every security event type above, for filters in the UI
@@ -56,6 +63,7 @@ func EventTypes() []string {
 		PasswordChanged, PasswordResetRequested, PasswordResetCompleted,
 		InviteCreated, InviteAccepted, InviteRevoked,
 		SessionRevoked, TokenCreated, TokenRevoked, RoleChanged, PermissionDenied,
+		HostKeyChanged, HostKeyPinned, ServerHardened, AgentRefused, SecurityDrift,
 	}
 }
 
@@ -66,7 +74,9 @@ func EventTypes() []string {
 // callers raise explicitly.
 func DefaultSeverity(eventType string) string {
 	switch eventType {
-	case Lockout, // the throttle tripped: a password is being guessed
+	case HostKeyChanged:
+		return store.SeverityCritical
+	case Lockout, AgentRefused, SecurityDrift, // the throttle tripped; an agent link was abused; protection weakened
 		TwoFactorReplayed, // a correct code seen twice: it was intercepted or shoulder-surfed
 		PermissionDenied,  // the UI never offers a forbidden action, so this is a crafted request
 		TwoFactorDisabled: // removes a protection; worth a look even when the owner did it

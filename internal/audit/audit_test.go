@@ -61,8 +61,8 @@ func TestDiff(t *testing.T) {
 
 func TestEventTypes(t *testing.T) {
 	types := audit.EventTypes()
-	if len(types) != 20 {
-		t.Fatalf("%d event types, want the 19 of issue 3 and recovery_codes_regenerated", len(types))
+	if len(types) != 25 {
+		t.Fatalf("%d event types, want the 19 of issue 3, recovery_codes_regenerated and 5 for servers", len(types))
 	}
 	seen := map[string]bool{}
 	for _, ty := range types {

@@ -63,6 +63,9 @@ const (
 	Read
 	// Operate routes change servers, apps, deployments, domains and backups.
 	Operate
+	// AgentOnly routes serve the agents on managed servers, authenticated by
+	// an agent token; no user reaches them and agents reach nothing else.
+	AgentOnly
 	// AdminOnly routes manage users, invites, settings, backup destinations and
 	// keys, show security events, and reveal secrets.
 	AdminOnly
@@ -70,7 +73,7 @@ const (
 
 var permissionNames = map[Permission]string{
 	Public: "public", TwoFactorStep: "two-factor step", AnySession: "any session", SignedIn: "signed in",
-	Self: "self", Read: "read", Operate: "operate", AdminOnly: "admin",
+	Self: "self", Read: "read", Operate: "operate", AgentOnly: "agent", AdminOnly: "admin",
 }
 
 func (p Permission) String() string { return permissionNames[p] }
@@ -84,6 +87,9 @@ type Principal struct {
 	Role      Role
 	SessionID string
 	TokenID   string
+	// AgentServerID is set, and User nil, when an agent authenticated with
+	// its token: the server it runs on.
+	AgentServerID string
 	// TwoFactorPending: the password was right, the second factor is owed.
 	TwoFactorPending bool
 	// MustEnrollTwoFactor: the panel requires two-factor and this user has not
@@ -120,6 +126,12 @@ const (
 func Decide(p *Principal, perm Permission, write bool) Decision {
 	if perm == Public {
 		return Allow
+	}
+	if perm == AgentOnly {
+		if p != nil && p.AgentServerID != "" && p.User == nil {
+			return Allow
+		}
+		return NeedLogin
 	}
 	if p == nil || p.User == nil {
 		return NeedLogin

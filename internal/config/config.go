@@ -44,6 +44,13 @@ type Config struct {
 	SessionIdleTimeout     time.Duration // UPANEL_SESSION_IDLE_TIMEOUT
 	SessionAbsoluteTimeout time.Duration // UPANEL_SESSION_ABSOLUTE_TIMEOUT
 
+	// AgentDir holds the agent binaries (UPANEL_AGENT_DIR; default next to
+	// the panel's executable), upanel-agent-linux-amd64 and -arm64.
+	AgentDir string
+	// AgentInterval is how often agents report (UPANEL_AGENT_INTERVAL, 10s);
+	// a server is offline after three missed intervals.
+	AgentInterval time.Duration
+
 	// TrustedProxies (UPANEL_TRUSTED_PROXIES, comma-separated addresses or
 	// CIDRs) are the reverse proxies in front of the panel whose
 	// X-Forwarded-For is believed. Empty: the peer address is the client.
@@ -73,6 +80,7 @@ func Default() Config {
 		ShutdownTimeout:        20 * time.Second,
 		SessionIdleTimeout:     2 * time.Hour,
 		SessionAbsoluteTimeout: 7 * 24 * time.Hour,
+		AgentInterval:          10 * time.Second,
 	}
 }
 
@@ -127,6 +135,8 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		}
 		c.TrustedProxies = ps
 	}
+	str("UPANEL_AGENT_DIR", &c.AgentDir)
+	dur("UPANEL_AGENT_INTERVAL", &c.AgentInterval)
 	dur("UPANEL_JOB_LEASE", &c.JobLease)
 	dur("UPANEL_SHUTDOWN_TIMEOUT", &c.ShutdownTimeout)
 	dur("UPANEL_SESSION_IDLE_TIMEOUT", &c.SessionIdleTimeout)
@@ -285,6 +295,9 @@ func (c *Config) Validate() error {
 	}
 	if c.JobLease < 3*time.Second {
 		errs = append(errs, fmt.Errorf("job lease %s: want at least 3s", c.JobLease))
+	}
+	if c.AgentInterval < time.Second || c.AgentInterval > time.Hour {
+		errs = append(errs, fmt.Errorf("agent interval %s: want 1s to 1h", c.AgentInterval))
 	}
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, errors.New("shutdown timeout must be positive"))

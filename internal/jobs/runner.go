@@ -53,6 +53,9 @@ func (e permanentError) Unwrap() error { return e.error }
 // Permanent marks an error that retrying cannot fix; the job fails at once.
 func Permanent(err error) error { return permanentError{err} }
 
+// IsPermanent reports whether err was marked Permanent.
+func IsPermanent(err error) bool { return errors.As(err, new(permanentError)) }
+
 var (
 	errCancelRequested = errors.New("cancel requested")
 	errLeaseLost       = errors.New("lease lost")

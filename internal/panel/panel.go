@@ -18,6 +18,7 @@ import (
 	"upanel/internal/audit"
 	"upanel/internal/auth"
 	"upanel/internal/config"
+	"upanel/internal/fleet"
 	"upanel/internal/jobs"
 	"upanel/internal/logging"
 	"upanel/internal/mail"
@@ -154,7 +155,19 @@ func Serve(ctx context.Context, cfg config.Config, log *slog.Logger, red *loggin
 	accounts := auth.New(auth.Options{DB: db, Log: log, Audit: recorder, BaseURL: cfg.URL,
 		IdleTimeout: cfg.SessionIdleTimeout, AbsoluteTimeout: cfg.SessionAbsoluteTimeout,
 		QueueMail: queueAccountMail})
-	handler, err := web.New(web.Deps{DB: db, Log: log, Auth: accounts, Audit: recorder, BaseURL: cfg.URL, TrustedProxies: cfg.TrustedProxies})
+	runner.Handle(auth.ResetRequestKind, accounts.ResetRequestHandler())
+	servers := fleet.New(fleet.Options{DB: db, Log: log, Recorder: recorder, BaseURL: cfg.URL,
+		AgentDir: cfg.AgentDir, AgentInterval: cfg.AgentInterval, Wake: runner.Wake})
+	runner.Handle(fleet.ProvisionKind, servers.ProvisionHandler())
+	runner.Handle(fleet.HardenKind, servers.HardenHandler())
+	if _, _, err := servers.Identity(ctx); err != nil {
+		return err
+	}
+	if cfg.URL.Scheme == "http" {
+		log.Warn("UPANEL_URL is http: agent tokens and bootstrap commands travel unencrypted; use https outside a test network", "url", cfg.URL.String())
+	}
+
+	handler, err := web.New(web.Deps{DB: db, Log: log, Auth: accounts, Audit: recorder, Fleet: servers, BaseURL: cfg.URL, TrustedProxies: cfg.TrustedProxies})
 	if err != nil {
 		return err
 	}
@@ -166,8 +179,6 @@ func Serve(ctx context.Context, cfg config.Config, log *slog.Logger, red *loggin
 		log.Warn("no user exists yet: open the setup page to create the first admin",
 			"setup_url", cfg.URL.String()+"/setup?token="+token)
 	}
-
-	runner.Handle(auth.ResetRequestKind, accounts.ResetRequestHandler())
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -198,6 +209,7 @@ func Serve(ctx context.Context, cfg config.Config, log *slog.Logger, red *loggin
 	defer stopWork()
 	wg.Go(func() { runner.Run(workCtx) })
 	wg.Go(func() { sched.Run(workCtx, 15*time.Second) })
+	wg.Go(func() { servers.WatchStatus(workCtx) })
 
 	var runErr error
 	select {

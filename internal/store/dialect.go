@@ -29,6 +29,8 @@ type dialect struct {
 	// timeParam is a placeholder typed as a timestamp, for spots where
 	// PostgreSQL cannot infer a parameter's type (inside CASE).
 	timeParam string
+	// epoch is an expression for a timestamp column in Unix seconds.
+	epoch func(col string) string
 	// timestampType is the column type of every timestamp.
 	timestampType string
 	// migration template functions
@@ -44,6 +46,7 @@ var sqliteDialect = &dialect{
 	timeAsText:    true,
 	timestampType: "TIMESTAMP",
 	timeParam:     "?",
+	epoch:         func(col string) string { return "CAST(strftime('%s', " + col + ") AS INTEGER)" },
 	tmpl: template.FuncMap{
 		"ts":  constant("TIMESTAMP"), // keep in step with timestampType
 		"now": constant("(strftime('%Y-%m-%d %H:%M:%f','now'))"),
@@ -64,6 +67,7 @@ var postgresDialect = &dialect{
 	numbered:      true,
 	timestampType: "TIMESTAMPTZ",
 	timeParam:     "CAST(? AS TIMESTAMPTZ)",
+	epoch:         func(col string) string { return "CAST(EXTRACT(EPOCH FROM " + col + ") AS BIGINT)" },
 	skipLocked:    " FOR UPDATE SKIP LOCKED",
 	tmpl: template.FuncMap{
 		"ts":  constant("TIMESTAMPTZ"), // keep in step with timestampType

@@ -40,3 +40,34 @@ func TestInsertServerMetricsInChunks(t *testing.T) {
 		}
 	})
 }
+
+func TestMetricSeriesDownsamples(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		serverID := storetest.SecretRows(t, db, "x")["servers"]
+		base := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
+		var ms []store.ServerMetric
+		in := int64(100)
+		for i := range 60 { // one sample every 10 s for 10 minutes
+			ms = append(ms, store.ServerMetric{ServerID: serverID, CPUPercent: float64(i % 2 * 50), RAMUsedMB: 1000, RAMTotalMB: 4000,
+				DiskUsedGB: 10, DiskTotalGB: 100, NetworkInBytes: &in, RecordedAt: base.Add(time.Duration(i) * 10 * time.Second)})
+		}
+		if err := db.InsertServerMetrics(ctx, ms); err != nil {
+			t.Fatal(err)
+		}
+		pts, err := db.MetricSeries(ctx, serverID, base, 5*time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(pts) != 2 || !pts[0].At.Equal(base) || !pts[1].At.Equal(base.Add(5*time.Minute)) {
+			t.Fatalf("points %+v", pts)
+		}
+		if pts[0].CPUPercent != 25 || pts[0].RAMUsedMB != 1000 || pts[0].NetInBytes != 3000 {
+			t.Fatalf("first bucket %+v: want CPU 25 (average), RAM 1000, 30 samples × 100 bytes", pts[0])
+		}
+		latest, err := db.LatestMetrics(ctx)
+		if err != nil || !latest[serverID].RecordedAt.Equal(base.Add(590*time.Second)) {
+			t.Fatalf("latest = %+v, %v", latest[serverID], err)
+		}
+	})
+}

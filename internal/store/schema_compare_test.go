@@ -29,12 +29,17 @@ var schemaExtraColumns = map[string][]string{
 	// 022_create_api_tokens_and_settings: TOTP replay protection (the last
 	// time step used) and when the password last changed.
 	"users": {"two_factor_last_step", "password_changed_at"},
+	// 023_servers_agent_link: pinned host keys, the one-time bootstrap token,
+	// the agent's pinned certificate, replay protection and status detail.
+	"servers": {"ssh_host_keys", "ssh_host_keys_seen", "bootstrap_token_hash", "bootstrap_expires_at", "agent_cert_sha256",
+		"agent_version", "agent_seq", "arch", "status_reason", "provisioned_at"},
 }
 
 // schemaExtraSecretColumns lists store.SecretColumns() entries the seed does not
 // name as encrypted.
 var schemaExtraSecretColumns = []store.SecretColumn{
-	{Table: "mail_outbox", Column: "body"}, // 021: reset and invite links are secrets
+	{Table: "mail_outbox", Column: "body"},              // 021: reset and invite links are secrets
+	{Table: "panel_credentials", Column: "private_key"}, // 023: the key agents pin the panel by
 }
 
 type schemaProblems []string

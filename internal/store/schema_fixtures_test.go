@@ -108,6 +108,12 @@ var schemaRowFixtures = map[string]schemaRowFixture{
 		update:     "UPDATE settings SET value = ? WHERE id = ?",
 		updateArgs: []any{"true"},
 	},
+	"panel_credentials": {
+		insert:     "INSERT INTO panel_credentials (id, cert_pem, private_key) VALUES (?, ?, ?)",
+		args:       func(map[string]string) []any { return []any{"cert", "not-really-ciphertext"} },
+		update:     "UPDATE panel_credentials SET cert_pem = ? WHERE id = ?",
+		updateArgs: []any{"cert-2"},
+	},
 	"jobs": {
 		insert:     "INSERT INTO jobs (id, kind) VALUES (?, ?)",
 		args:       func(map[string]string) []any { return []any{"schema.fixture"} },

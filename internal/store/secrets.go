@@ -26,6 +26,8 @@ var secretColumns = []SecretColumn{
 	{"backup_destinations", "credentials"},
 	// Addition: outgoing mail bodies carry reset and invite links (migration 021).
 	{"mail_outbox", "body"},
+	// Addition: the private key of the client certificate agents pin (023).
+	{"panel_credentials", "private_key"},
 }
 
 // SecretColumns returns every encrypted column (a copy).

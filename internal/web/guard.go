@@ -20,11 +20,14 @@ import (
 )
 
 // route is one entry of the route table: a ServeMux pattern, the permission it
-// needs, and whether it speaks JSON.
+// needs, and whether it speaks JSON. machine routes are called by programs
+// that prove themselves with a secret of their own (an agent token, a
+// bootstrap token in the path), not by browsers, so they take no CSRF token.
 type route struct {
 	pattern string
 	perm    auth.Permission
 	api     bool
+	machine bool
 	h       func(w http.ResponseWriter, r *http.Request, p *auth.Principal)
 }
 
@@ -39,12 +42,16 @@ func principalOf(ctx context.Context) *auth.Principal {
 // authenticate resolves the request's principal: an API token (only under
 // /api/, as a bearer) or the session cookie.
 func (s *Server) authenticate(r *http.Request) (*auth.Principal, error) {
-	if h := r.Header.Get("Authorization"); h != "" && strings.HasPrefix(r.URL.Path, "/api/") {
+	if h := r.Header.Get("Authorization"); h != "" && (strings.HasPrefix(r.URL.Path, "/api/") || r.URL.Path == "/metrics") {
 		bearer, ok := strings.CutPrefix(h, "Bearer ")
 		if !ok {
 			return nil, nil
 		}
-		return s.Auth.AuthenticateToken(r.Context(), strings.TrimSpace(bearer))
+		bearer = strings.TrimSpace(bearer)
+		if strings.HasPrefix(r.URL.Path, "/api/agent/") {
+			return s.Auth.AuthenticateAgent(r.Context(), bearer)
+		}
+		return s.Auth.AuthenticateToken(r.Context(), bearer)
 	}
 	c, err := r.Cookie(s.sessionCookieName())
 	if err != nil {
@@ -115,7 +122,7 @@ func (s *Server) guard(rt route) http.Handler {
 				return
 			}
 		}
-		if write && (p == nil || !p.ViaToken()) && !s.checkCSRF(r, p) {
+		if write && !rt.machine && (p == nil || !p.ViaToken()) && !s.checkCSRF(r, p) {
 			s.fail(w, r, rt.api, apperr.New(apperr.Forbidden, "the form has expired or did not come from this panel: reload the page and try again"))
 			return
 		}

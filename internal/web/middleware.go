@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"upanel/internal/store"
@@ -55,7 +56,7 @@ func (s *Server) middleware(next http.Handler) http.Handler {
 			if r.URL.Path == "/healthz" || r.URL.Path == "/readyz" {
 				level = slog.LevelDebug
 			}
-			s.Log.Log(ctx, level, "http request", "request_id", id, "method", r.Method, "path", r.URL.Path,
+			s.Log.Log(ctx, level, "http request", "request_id", id, "method", r.Method, "path", logPath(r.URL.Path),
 				"status", sw.status(), "bytes", sw.bytes, "duration_ms", time.Since(start).Milliseconds(),
 				"remote", r.RemoteAddr)
 		}()
@@ -106,3 +107,17 @@ func (w *statusWriter) status() int {
 
 // Unwrap lets http.ResponseController reach Flush for live log streams.
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// logPath is the request path as logged: the secret of a bootstrap URL
+// (/bootstrap/{token}) is replaced, so the log holds no usable token.
+func logPath(path string) string {
+	rest, ok := strings.CutPrefix(path, "/bootstrap/")
+	if !ok {
+		return path
+	}
+	_, tail, _ := strings.Cut(rest, "/")
+	if tail != "" {
+		tail = "/" + tail
+	}
+	return "/bootstrap/[redacted]" + tail
+}

@@ -45,6 +45,7 @@ func parsePages() (map[string]*template.Template, error) {
 var funcs = template.FuncMap{
 	"join":      strings.Join,
 	"timezones": func() []string { return timezones },
+	"list":      func(xs ...string) []string { return xs },
 	"title": func(s string) string {
 		if s == "" {
 			return s

@@ -4,6 +4,8 @@ import (
 	"net/http"
 
 	"upanel/internal/auth"
+	"upanel/internal/fleet"
+	"upanel/internal/wire"
 )
 
 // routeTable is every route of the panel, UI and API, with the permission it
@@ -11,12 +13,18 @@ import (
 // only through guard, which asks auth.Decide. There is no default permission;
 // the route × role test walks this table.
 func (s *Server) routeTable() []route {
-	pub, step, anySession, signedIn, self, read, admin := auth.Public, auth.TwoFactorStep, auth.AnySession, auth.SignedIn, auth.Self, auth.Read, auth.AdminOnly
+	pub, step, anySession, signedIn, self, read, operate, admin, agent := auth.Public, auth.TwoFactorStep, auth.AnySession, auth.SignedIn,
+		auth.Self, auth.Read, auth.Operate, auth.AdminOnly, auth.AgentOnly
 	html := func(pattern string, perm auth.Permission, h func(http.ResponseWriter, *http.Request, *auth.Principal)) route {
 		return route{pattern: pattern, perm: perm, h: h}
 	}
 	api := func(pattern string, perm auth.Permission, h func(http.ResponseWriter, *http.Request, *auth.Principal)) route {
 		return route{pattern: pattern, perm: perm, api: true, h: h}
+	}
+	// machine routes are called by programs proving themselves with their
+	// own secret (an agent token, a bootstrap token), not by browsers.
+	machine := func(pattern string, perm auth.Permission, h func(http.ResponseWriter, *http.Request, *auth.Principal)) route {
+		return route{pattern: pattern, perm: perm, api: true, machine: true, h: h}
 	}
 	return []route{
 		html("GET /healthz", pub, s.healthz),
@@ -66,6 +74,16 @@ func (s *Server) routeTable() []route {
 		html("GET /admin/security-events", admin, s.securityEventsPage),
 		html("GET /activity", read, s.activityPage),
 
+		// Servers.
+		html("GET /servers", read, s.serversPage),
+		html("GET /servers/new", operate, s.serverNewPage),
+		html("POST /servers", operate, s.serverCreate),
+		html("GET /servers/{id}", read, s.serverPage),
+		html("POST /servers/{id}/{action}", operate, s.serverAction),
+		machine("GET /bootstrap/{token}", pub, s.bootstrapScript),
+		machine("POST /bootstrap/{token}/host-keys", pub, s.bootstrapReport),
+		api("GET /metrics", read, s.prometheus), // a scrape target: tokens and JSON errors, like the API
+
 		// JSON API.
 		api("GET /api/v1/openapi.json", pub, s.openAPI),
 		api("GET /api/v1/me", self, s.apiMe),
@@ -83,5 +101,25 @@ func (s *Server) routeTable() []route {
 		api("DELETE /api/v1/sessions/{id}", self, s.apiSessionRevoke),
 		api("GET /api/v1/security-events", admin, s.apiSecurityEvents),
 		api("GET /api/v1/activity", read, s.apiActivity),
+		api("GET /api/v1/servers", read, s.apiServers),
+		api("POST /api/v1/servers", operate, s.apiServerCreate),
+		api("GET /api/v1/servers/{id}", read, s.apiServer),
+		api("PATCH /api/v1/servers/{id}", operate, s.apiServerUpdate),
+		api("DELETE /api/v1/servers/{id}", operate, s.apiServerDelete),
+		api("POST /api/v1/servers/{id}/bootstrap-command", operate, s.apiServerBootstrap),
+		api("POST /api/v1/servers/{id}/host-key/scan", operate, s.apiServerScan),
+		api("POST /api/v1/servers/{id}/host-key/confirm", operate, s.apiServerConfirm),
+		api("POST /api/v1/servers/{id}/onboard", operate, s.apiServerOnboard),
+		api("POST /api/v1/servers/{id}/provision", operate, s.apiServerJob(fleet.ProvisionKind)),
+		api("POST /api/v1/servers/{id}/harden", operate, s.apiServerJob(fleet.HardenKind)),
+		api("POST /api/v1/servers/{id}/audit", operate, s.apiServerAudit),
+		api("GET /api/v1/servers/{id}/audit", read, s.apiServerChecks),
+		api("GET /api/v1/servers/{id}/metrics", read, s.apiServerMetrics),
+		api("GET /api/v1/jobs/{id}", read, s.apiJob),
+
+		// The agents' side of the link.
+		machine("POST "+wire.PathHeartbeat, agent, s.agentHeartbeat),
+		machine("POST "+wire.PathMetrics, agent, s.agentMetrics),
+		machine("POST "+wire.PathAudit, agent, s.agentAudit),
 	}
 }

@@ -37,10 +37,21 @@ var routeAccess = map[string]string{
 	"GET /api/v1/tokens": "self", "POST /api/v1/tokens": "self", "DELETE /api/v1/tokens/{id}": "self",
 	"GET /api/v1/sessions": "self", "DELETE /api/v1/sessions/{id}": "self",
 	"GET /api/v1/security-events": "admin", "GET /api/v1/activity": "read",
+	"GET /servers": "read", "GET /servers/new": "operate", "POST /servers": "operate", "GET /servers/{id}": "read",
+	"POST /servers/{id}/{action}": "operate", "GET /bootstrap/{token}": "public", "POST /bootstrap/{token}/host-keys": "public",
+	"GET /metrics":        "read",
+	"GET /api/v1/servers": "read", "POST /api/v1/servers": "operate", "GET /api/v1/servers/{id}": "read",
+	"PATCH /api/v1/servers/{id}": "operate", "DELETE /api/v1/servers/{id}": "operate",
+	"POST /api/v1/servers/{id}/bootstrap-command": "operate", "POST /api/v1/servers/{id}/host-key/scan": "operate",
+	"POST /api/v1/servers/{id}/host-key/confirm": "operate", "POST /api/v1/servers/{id}/onboard": "operate",
+	"POST /api/v1/servers/{id}/provision": "operate", "POST /api/v1/servers/{id}/harden": "operate",
+	"POST /api/v1/servers/{id}/audit": "operate", "GET /api/v1/servers/{id}/audit": "read",
+	"GET /api/v1/servers/{id}/metrics": "read", "GET /api/v1/jobs/{id}": "read",
+	"POST /api/agent/v1/heartbeat": "agent", "POST /api/agent/v1/metrics": "agent", "POST /api/agent/v1/audit": "agent",
 }
 
 var accessPerm = map[string]auth.Permission{"public": auth.Public, "step": auth.TwoFactorStep, "session": auth.AnySession, "signedin": auth.SignedIn,
-	"self": auth.Self, "read": auth.Read, "operate": auth.Operate, "admin": auth.AdminOnly}
+	"self": auth.Self, "read": auth.Read, "operate": auth.Operate, "admin": auth.AdminOnly, "agent": auth.AgentOnly}
 
 // who is a kind of caller.
 type who struct {
@@ -65,6 +76,15 @@ const (
 func expect(access string, w who, write, api bool) outcome {
 	if access == "public" {
 		return reached
+	}
+	if w.kind == "agent" {
+		if access == "agent" && api {
+			return reached
+		}
+		return needLogin // an agent is nobody anywhere else
+	}
+	if access == "agent" {
+		return needLogin
 	}
 	if w.kind == "anon" || (w.viaToken && !api) { // tokens only count under /api/
 		return needLogin
@@ -120,7 +140,7 @@ func TestEveryRouteHasAnExpectation(t *testing.T) {
 		if accessPerm[access] != rt.perm {
 			t.Errorf("route %q is registered as %s, routeAccess says %s", rt.pattern, rt.perm, access)
 		}
-		if strings.HasPrefix(strings.Fields(rt.pattern)[1], "/api/") != rt.api {
+		if path := strings.Fields(rt.pattern)[1]; (strings.HasPrefix(path, "/api/") || path == "/metrics") != rt.api && !rt.machine {
 			t.Errorf("route %q: api flag %v disagrees with its path", rt.pattern, rt.api)
 		}
 		seen[rt.pattern] = true
@@ -158,6 +178,15 @@ func TestRouteRoleMatrix(t *testing.T) {
 			{name: "operator token", c: e.withToken("operator@example.test", auth.Operator), kind: "full", role: auth.Operator, viaToken: true},
 			{name: "admin token", c: e.withToken("admin@example.test", auth.Admin), kind: "full", role: auth.Admin, viaToken: true},
 		}
+		// An agent, with the token of a server's agent.
+		srvID := storetest.SecretRows(t, db, "x")["servers"]
+		agentToken, agentHash := auth.NewAgentToken()
+		if err := db.InTx(ctx, func(tx *store.Tx) error { return tx.SetAgentToken(ctx, srvID, agentHash) }); err != nil {
+			t.Fatal(err)
+		}
+		agentClient := e.client()
+		agentClient.bearer = agentToken
+		callers = append(callers, who{name: "agent", c: agentClient, kind: "agent"})
 		// Callers of a panel that requires two-factor, whose user has none.
 		enrollEnv := newEnv(t, storetest.Open(t, "sqlite"))
 		enrollEnv.user("late@example.test", auth.Admin)
@@ -179,7 +208,7 @@ func TestRouteRoleMatrix(t *testing.T) {
 		for _, rt := range e.srv.routes {
 			access := routeAccess[rt.pattern]
 			method, path, _ := strings.Cut(rt.pattern, " ")
-			path = strings.NewReplacer("{id}", store.NewID(), "{$}", "").Replace(path)
+			path = strings.NewReplacer("{id}", store.NewID(), "{$}", "", "{token}", "ubt_nothing", "{action}", "provision").Replace(path)
 			if path == "/static/" {
 				path = "/static/app.css"
 			}

@@ -14,6 +14,7 @@ import (
 
 	"upanel/internal/audit"
 	"upanel/internal/auth"
+	"upanel/internal/fleet"
 	"upanel/internal/store"
 )
 
@@ -23,6 +24,7 @@ type Deps struct {
 	Log   *slog.Logger
 	Auth  *auth.Service
 	Audit *audit.Recorder
+	Fleet *fleet.Service
 	// BaseURL is UPANEL_URL.
 	BaseURL *url.URL
 	// TrustedProxies are the peers whose X-Forwarded-For is believed when

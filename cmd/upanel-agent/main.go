@@ -1,0 +1,58 @@
+// Command upanel-agent runs on every server UPanel manages: it reports to the
+// panel and answers its calls. The panel installs and configures it over SSH.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"upanel/internal/agent"
+	"upanel/internal/wire"
+)
+
+// version is set at release time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "upanel-agent:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("upanel-agent", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", "/etc/upanel-agent/config.json", "config file written by the panel")
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if *showVersion {
+		fmt.Fprintf(stdout, "upanel-agent %s (protocol %d)\n", version, wire.ProtocolVersion)
+		return nil
+	}
+	log := slog.New(slog.NewJSONHandler(stderr, nil))
+	cfg, err := agent.LoadConfig(*configPath)
+	if err != nil {
+		return err
+	}
+	a, err := agent.New(cfg, log, version)
+	if err != nil {
+		return err
+	}
+	log.Info("upanel-agent starting", "version", version, "server_id", cfg.ServerID, "panel", cfg.PanelURL)
+	return a.Run(ctx)
+}
