@@ -10,9 +10,9 @@ set -euo pipefail
 
 # TAG must match testhost.Image. Bump its version whenever PACKAGES or the
 # changes to the root filesystem below change, so that machines rebuild.
-TAG=upanel-testhost:bookworm-v1
+TAG=upanel-testhost:bookworm-v2
 SUITE=bookworm
-PACKAGES=systemd,systemd-sysv,openssh-server,sudo,ca-certificates,curl,iproute2,git,docker.io,docker-compose,caddy,ufw,fail2ban,iptables,unattended-upgrades
+PACKAGES=systemd,systemd-sysv,openssh-server,sudo,ca-certificates,curl,iproute2,git,docker.io,docker-compose,caddy,ufw,fail2ban,iptables,unattended-upgrades,python3-systemd
 CACHE=${UPANEL_TESTHOST_CACHE:-/var/tmp/upanel-testhost}
 
 log() { echo "testhost-image: $*" >&2; }

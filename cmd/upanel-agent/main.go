@@ -11,14 +11,43 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"upanel/internal/agent"
 	"upanel/internal/wire"
 )
 
-// version is set at release time with -ldflags "-X main.version=...".
+// version is set at release time with -ldflags "-X main.version=...";
+// otherwise it is the commit the binary was built from, so the panel can tell
+// an agent that needs an upgrade.
 var version = "dev"
+
+func agentVersion() string {
+	if version != "dev" {
+		return version
+	}
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return version
+	}
+	rev, dirty := "", false
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			dirty = s.Value == "true"
+		}
+	}
+	if len(rev) < 12 {
+		return version
+	}
+	if dirty {
+		return "dev-" + rev[:12] + "+dirty"
+	}
+	return "dev-" + rev[:12]
+}
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -40,6 +69,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		return err
 	}
+	version := agentVersion()
 	if *showVersion {
 		fmt.Fprintf(stdout, "upanel-agent %s (protocol %d)\n", version, wire.ProtocolVersion)
 		return nil

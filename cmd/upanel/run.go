@@ -58,6 +58,14 @@ var commands = []command{
 		{name: "reset-2fa", summary: "turn off a user's two-factor authentication (lost device)", run: cmdUserReset2FA},
 		{name: "unlock", summary: "clear a user's failed sign-in attempts", run: cmdUserUnlock},
 	}},
+	{name: "server", summary: "manage the servers the panel runs apps on", sub: []command{
+		{name: "add", summary: "add a server and print its SSH key and one-time bootstrap command", run: cmdServerAdd},
+		{name: "list", summary: "list servers", run: cmdServerList},
+		{name: "bootstrap", summary: "print a new bootstrap command for a server (the old one stops working)", run: cmdServerBootstrap},
+		{name: "provision", summary: "queue provisioning of a server (installs or upgrades its agent)", run: cmdServerProvision},
+		{name: "harden", summary: "queue hardening of a server", run: cmdServerHarden},
+		{name: "delete", summary: "remove a server from the panel (needs --yes)", run: cmdServerDelete},
+	}},
 	{name: "token", summary: "manage API tokens", sub: []command{
 		{name: "create", summary: "create an API token for a user and print it", run: cmdTokenCreate},
 	}},

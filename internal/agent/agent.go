@@ -5,7 +5,6 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
-	"syscall"
 	"time"
 
 	"upanel/internal/wire"
@@ -47,17 +46,9 @@ func New(cfg *Config, log *slog.Logger, version string) (*Agent, error) {
 		return nil, err
 	}
 	a := &Agent{cfg: cfg, log: log, version: version, started: time.Now().UTC(), root: "/", panel: p,
-		sampler: NewSampler("/", statfs), buffer: NewBuffer(bufferSamples), audit: make(chan struct{}, 1)}
+		sampler: NewSampler("/", nil), buffer: NewBuffer(bufferSamples), audit: make(chan struct{}, 1)}
 	a.auditor = &Auditor{Root: "/", DeployRoot: cfg.DeployRoot, ExpectedPorts: cfg.ExpectedPorts}
 	return a, nil
-}
-
-func statfs(path string) (total, free uint64, err error) {
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(path, &st); err != nil {
-		return 0, 0, err
-	}
-	return st.Blocks * uint64(st.Bsize), st.Bfree * uint64(st.Bsize), nil
 }
 
 func (a *Agent) currentHost() wire.Host {

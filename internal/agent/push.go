@@ -78,9 +78,13 @@ func (p *panel) post(ctx context.Context, path string, body, reply any) error {
 		return err
 	}
 	defer resp.Body.Close()
-	data, _ := io.ReadAll(io.LimitReader(resp.Body, wire.MaxBody))
+	// One byte past the limit tells an oversized reply from one that fits.
+	data, _ := io.ReadAll(io.LimitReader(resp.Body, wire.MaxBody+1))
 	switch {
 	case resp.StatusCode >= 200 && resp.StatusCode < 300:
+		if len(data) > wire.MaxBody {
+			return fmt.Errorf("the panel's reply is over the %d-byte limit", wire.MaxBody)
+		}
 		if reply != nil {
 			return json.Unmarshal(data, reply)
 		}

@@ -4,6 +4,9 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"time"
@@ -48,10 +51,39 @@ func (a *Agent) routes() http.Handler {
 		writeJSON(w, http.StatusOK, wire.Status{Protocol: wire.ProtocolVersion, ServerID: a.cfg.ServerID, Host: a.currentHost(), Started: a.started})
 	})
 	mux.HandleFunc("POST "+wire.AgentPathAudit, func(w http.ResponseWriter, r *http.Request) {
+		// The call takes no body. Read what comes, up to the limit, so that
+		// an oversized one is refused rather than ignored.
+		if _, err := io.Copy(io.Discard, r.Body); err != nil {
+			refuseBody(w, err)
+			return
+		}
 		a.requestAudit()
 		writeJSON(w, http.StatusAccepted, map[string]bool{"accepted": true})
 	})
-	return http.MaxBytesHandler(mux, wire.MaxBody)
+	return bounded(mux)
+}
+
+// bounded refuses a request whose declared body is over wire.MaxBody before
+// any handler runs, and stops a handler from reading past the limit when the
+// length is not declared.
+func bounded(h http.Handler) http.Handler {
+	h = http.MaxBytesHandler(h, wire.MaxBody)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > wire.MaxBody {
+			refuseBody(w, &http.MaxBytesError{Limit: wire.MaxBody})
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+func refuseBody(w http.ResponseWriter, err error) {
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		writeJSON(w, http.StatusRequestEntityTooLarge, wire.Error{Error: fmt.Sprintf("the request body is over %d bytes", wire.MaxBody)})
+		return
+	}
+	writeJSON(w, http.StatusBadRequest, wire.Error{Error: "the request body could not be read"})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

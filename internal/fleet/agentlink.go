@@ -149,6 +149,10 @@ func (s *Service) Heartbeat(ctx context.Context, serverID string, hb wire.Heartb
 
 func clampInt(n int) int { return max(0, min(n, 1<<30)) }
 
+// negative reports a network byte count below zero: counts are bytes since
+// the previous sample, so no agent sends one.
+func negative(n *int64) bool { return n != nil && *n < 0 }
+
 // Metrics stores a batch of samples.
 func (s *Service) Metrics(ctx context.Context, serverID string, m wire.Metrics, ip string) error {
 	if len(m.Samples) > wire.MaxSamples {
@@ -161,7 +165,8 @@ func (s *Service) Metrics(ctx context.Context, serverID string, m wire.Metrics, 
 	rows := make([]store.ServerMetric, 0, len(m.Samples))
 	for _, x := range m.Samples {
 		if x.At.IsZero() || x.At.After(now.Add(10*time.Minute)) || x.At.Before(now.Add(-8*24*time.Hour)) ||
-			x.CPUPercent < 0 || x.CPUPercent > 100 || x.RAMUsedMB < 0 || x.RAMTotalMB < 0 || x.DiskUsedGB < 0 || x.DiskTotalGB < 0 {
+			x.CPUPercent < 0 || x.CPUPercent > 100 || x.RAMUsedMB < 0 || x.RAMTotalMB < 0 || x.DiskUsedGB < 0 || x.DiskTotalGB < 0 ||
+			negative(x.NetInBytes) || negative(x.NetOutBytes) {
 			return apperr.New(apperr.Invalid, "a sample is out of range")
 		}
 		rows = append(rows, store.ServerMetric{ServerID: serverID, CPUPercent: x.CPUPercent, RAMUsedMB: clampInt(x.RAMUsedMB),

@@ -33,10 +33,17 @@ func (s *Service) ScanHostKey(ctx context.Context, p *auth.Principal, id string,
 	defer cancel()
 	// The handshake stops at the host key: the callback records it and
 	// refuses, so no authentication is ever attempted.
-	_, err = dialSSH(ctx, srv, "upanel-scan", nil, func(_ string, _ net.Addr, key ssh.PublicKey) error {
-		seen = key
-		return errScanned
-	})
+	// A server restarting sshd resets connections for a moment: try a few
+	// times before saying it cannot be reached.
+	for attempt := 0; attempt < 3 && seen == nil && ctx.Err() == nil; attempt++ {
+		if attempt > 0 {
+			time.Sleep(time.Second)
+		}
+		_, err = dialSSH(ctx, srv, "upanel-scan", nil, func(_ string, _ net.Addr, key ssh.PublicKey) error {
+			seen = key
+			return errScanned
+		})
+	}
 	if seen == nil {
 		return "", apperr.Wrap(err, apperr.Unavailable, "could not reach SSH on %s:%d", srv.Host, srv.Port)
 	}

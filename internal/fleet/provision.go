@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"strings"
 
 	"golang.org/x/crypto/ssh"
@@ -249,8 +250,18 @@ func (s *Service) agentConfig(srv *store.Server, token, panelPin string) wire.Ag
 func (s *Service) HardenHandler() jobs.Handler {
 	return func(ctx context.Context, j *jobs.Job) error {
 		return s.run(ctx, j, func(ctx context.Context, x *job) error {
+			// fail2ban must never ban the panel itself: the address the server
+			// sees the panel's SSH connection come from is exempt.
+			out, err := x.r.run(ctx, `printf '%s\n' "${SSH_CONNECTION%% *}"`, nil)
+			if err != nil {
+				return err
+			}
+			panelIP, err := netip.ParseAddr(strings.TrimSpace(out))
+			if err != nil {
+				return fmt.Errorf("the server did not report the panel's address: %q", out)
+			}
 			x.step("harden SSH, the firewall, fail2ban and upgrades")
-			cmd := fmt.Sprintf("%s -- %d %d", sudoScript, x.srv.Port, x.srv.AgentPort)
+			cmd := fmt.Sprintf("%s -- %d %d %s", sudoScript, x.srv.Port, x.srv.AgentPort, panelIP.Unmap())
 			if _, err := x.r.run(ctx, cmd, script("harden.sh")); err != nil {
 				return err
 			}

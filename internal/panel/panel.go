@@ -37,6 +37,9 @@ type Options struct {
 	Listening func(addr net.Addr)
 	// JobPoll overrides how long idle job workers sleep.
 	JobPoll time.Duration
+	// Listener, if set, is served instead of listening on cfg.Addr: a test
+	// binds first to know the port that UPANEL_URL must name.
+	Listener net.Listener
 }
 
 // openDB opens the configured database, without keys yet.
@@ -180,9 +183,11 @@ func Serve(ctx context.Context, cfg config.Config, log *slog.Logger, red *loggin
 			"setup_url", cfg.URL.String()+"/setup?token="+token)
 	}
 
-	ln, err := net.Listen("tcp", cfg.Addr)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+	ln := opts.Listener
+	if ln == nil {
+		if ln, err = net.Listen("tcp", cfg.Addr); err != nil {
+			return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+		}
 	}
 	srv := &http.Server{
 		Handler:           handler,

@@ -36,7 +36,7 @@ import (
 
 // Image is the test-host image; scripts/testhost-image.sh builds it under the
 // same tag.
-const Image = "upanel-testhost:bookworm-v1"
+const Image = "upanel-testhost:bookworm-v2"
 
 // Label marks every network and container this package creates, to find ones
 // left behind by a test binary that was killed: docker ps -a --filter label=upanel.test
@@ -134,6 +134,10 @@ type Options struct {
 	// ExtraPorts are container TCP ports to publish on 127.0.0.1 besides 22,
 	// such as 8443 for the agent; Host.PortAddr gives their addresses.
 	ExtraPorts []int
+	// SamePorts are container TCP ports published on the same port number
+	// of 127.0.0.1 (pick them with FreePort): a server the panel manages is
+	// recorded with the ports it listens on, and its firewall opens those.
+	SamePorts []int
 	// Memory limits the container's memory, in docker run --memory syntax
 	// ("1g"); empty means no limit.
 	Memory string
@@ -158,7 +162,7 @@ type Host struct {
 func Boot(t testing.TB, network *Network, opts Options) *Host {
 	t.Helper()
 	Available(t)
-	h := &Host{Name: randomName(t), net: network, ports: append([]int{22}, opts.ExtraPorts...)}
+	h := &Host{Name: randomName(t), net: network, ports: append(append([]int{22}, opts.ExtraPorts...), opts.SamePorts...)}
 	// Registered before docker run, which can fail after creating the container.
 	t.Cleanup(func() { h.remove(t) })
 	args := []string{"run", "-d", "--name", h.Name, "--hostname", h.Name,
@@ -169,11 +173,15 @@ func Boot(t testing.TB, network *Network, opts Options) *Host {
 		"--tmpfs", "/run", "--tmpfs", "/run/lock", "--tmpfs", "/tmp",
 		"--stop-signal", "SIGRTMIN+3", // systemd's clean shutdown
 	}
-	for _, p := range h.ports {
+	for i, p := range h.ports {
 		if p <= 0 || p > 65535 {
 			t.Fatalf("testhost: bad port %d", p)
 		}
-		args = append(args, "-p", "127.0.0.1::"+strconv.Itoa(p))
+		host := ""
+		if i > len(opts.ExtraPorts) {
+			host = strconv.Itoa(p)
+		}
+		args = append(args, "-p", "127.0.0.1:"+host+":"+strconv.Itoa(p))
 	}
 	if opts.Memory != "" {
 		args = append(args, "--memory", opts.Memory)
@@ -188,8 +196,20 @@ func Boot(t testing.TB, network *Network, opts Options) *Host {
 	return h
 }
 
-// PortAddr returns 127.0.0.1:PORT where containerPort, one of 22 and
-// Options.ExtraPorts, is published.
+// FreePort returns a TCP port of 127.0.0.1 that is free now, for
+// Options.SamePorts.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("testhost: free port: %v", err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// PortAddr returns 127.0.0.1:PORT where containerPort, one of 22,
+// Options.ExtraPorts and Options.SamePorts, is published.
 func (h *Host) PortAddr(containerPort int) string {
 	a, ok := h.addrs[containerPort]
 	if !ok {

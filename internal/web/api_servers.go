@@ -267,10 +267,17 @@ func (s *Server) apiJob(w http.ResponseWriter, r *http.Request, p *auth.Principa
 
 // Agent endpoints: the principal is the agent, which names its server.
 
+// decodeAgent reads one JSON message of at most wire.MaxBody bytes. The body
+// must end after it: the decoder would otherwise stop at the message's end,
+// and an oversized body, or one with a second message after the first, would
+// be taken.
 func decodeAgent(w http.ResponseWriter, r *http.Request, v any) error {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, wire.MaxBody))
 	if err := dec.Decode(v); err != nil {
 		return apperr.New(apperr.Invalid, "the message is malformed or larger than %d bytes", wire.MaxBody)
+	}
+	if dec.Decode(&struct{}{}) != io.EOF {
+		return apperr.New(apperr.Invalid, "the message has data after it or is larger than %d bytes", wire.MaxBody)
 	}
 	return nil
 }

@@ -1,15 +1,20 @@
 # Hardens the server: SSH without root or passwords, ufw allowing only SSH,
 # HTTP(S) and the agent, fail2ban guarding SSH, unattended security upgrades.
-# Arguments: SSH port, agent port (integers, checked here too).
+# Arguments: SSH port, agent port (integers), the panel's address as this
+# server sees it (exempt from fail2ban); all checked here too.
 set -eu
 ssh_port="$1"
 agent_port="$2"
-case "$ssh_port$agent_port" in *[!0-9]*) echo "bad port" >&2; exit 2 ;; esac
+panel_ip="$3"
+case "$ssh_port$agent_port" in "" | *[!0-9]*) echo "bad port" >&2; exit 2 ;; esac
+case "$panel_ip" in "" | *[!0-9a-fA-F:.]*) echo "bad panel address" >&2; exit 2 ;; esac
 export DEBIAN_FRONTEND=noninteractive
 missing=""
 command -v ufw >/dev/null 2>&1 || missing="$missing ufw"
 command -v fail2ban-client >/dev/null 2>&1 || missing="$missing fail2ban"
 command -v unattended-upgrade >/dev/null 2>&1 || missing="$missing unattended-upgrades"
+# fail2ban reads the journal (Debian 12 has no auth.log) through python3-systemd.
+python3 -c 'import systemd.journal' >/dev/null 2>&1 || missing="$missing python3-systemd"
 if [ -n "$missing" ]; then
 	echo "installing:$missing"
 	apt-get update -qq
@@ -18,7 +23,11 @@ if [ -n "$missing" ]; then
 fi
 
 echo "== SSH: no root login, no passwords"
-cat > /etc/ssh/sshd_config.d/10-upanel.conf <<'CONF'
+# sshd keeps the first value it reads, and reads drop-ins in name order: 00-
+# comes before a provider's 50-cloud-init.conf. A drop-in sorting earlier
+# still is caught by the check below.
+rm -f /etc/ssh/sshd_config.d/10-upanel.conf
+cat > /etc/ssh/sshd_config.d/00-upanel.conf <<'CONF'
 # Written by UPanel hardening.
 PermitRootLogin no
 PasswordAuthentication no
@@ -26,6 +35,14 @@ KbdInteractiveAuthentication no
 PubkeyAuthentication yes
 CONF
 sshd -t
+effective="$(sshd -T)"
+for want in "permitrootlogin no" "passwordauthentication no" "kbdinteractiveauthentication no"; do
+	if ! printf '%s\n' "$effective" | grep -qx "$want"; then
+		echo "sshd does not apply \"$want\": another file in /etc/ssh/sshd_config.d sets it first:" >&2
+		grep -il "^[[:space:]]*${want%% *}" /etc/ssh/sshd_config.d/*.conf >&2 || true
+		exit 1
+	fi
+done
 systemctl reload ssh 2>/dev/null || systemctl reload sshd
 
 echo "== firewall: deny inbound but SSH, HTTP, HTTPS and the agent"
@@ -33,6 +50,11 @@ ufw --force reset >/dev/null
 ufw default deny incoming >/dev/null
 ufw default allow outgoing >/dev/null
 ufw allow "$ssh_port/tcp" >/dev/null
+# Every port sshd listens on stays open, so a port forwarded to the server
+# under another number never locks the panel out.
+for p in $(sshd -T | awk '$1 == "port" { print $2 }'); do
+	ufw allow "$p/tcp" >/dev/null
+done
 ufw allow 80/tcp >/dev/null
 ufw allow 443/tcp >/dev/null
 ufw allow "$agent_port/tcp" >/dev/null
@@ -44,6 +66,7 @@ cat > /etc/fail2ban/jail.d/upanel.local <<CONF
 # Written by UPanel hardening.
 [DEFAULT]
 backend = systemd
+ignoreip = 127.0.0.1/8 ::1 $panel_ip
 [sshd]
 enabled = true
 port = $ssh_port
