@@ -132,7 +132,9 @@ func startPanel(t *testing.T, network *testhost.Network) *panelUnderTest {
 
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
-	go func() { done <- panel.Serve(ctx, cfg, log, red, panel.Options{Listener: ln, JobPoll: 200 * time.Millisecond}) }()
+	go func() {
+		done <- panel.Serve(ctx, cfg, log, red, panel.Options{Listener: ln, JobPoll: 200 * time.Millisecond})
+	}()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
