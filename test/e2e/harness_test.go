@@ -54,7 +54,7 @@ var buildAgent = sync.OnceValues(func() (string, error) {
 
 // panelUnderTest is a running panel and an admin's API token for it.
 type panelUnderTest struct {
-	t        *testing.T
+	t        testing.TB
 	url      string
 	token    string
 	operator string // an operator's API token
@@ -82,7 +82,13 @@ func (s *syncBuffer) String() string {
 
 // startPanel runs the panel on the network's gateway with a fresh SQLite
 // database, an admin and an operator.
-func startPanel(t *testing.T, network *testhost.Network) *panelUnderTest {
+func startPanel(t testing.TB, network *testhost.Network) *panelUnderTest {
+	t.Helper()
+	return startPanelInterval(t, network, agentInterval)
+}
+
+// startPanelInterval is startPanel with agents reporting every interval.
+func startPanelInterval(t testing.TB, network *testhost.Network, interval time.Duration) *panelUnderTest {
 	t.Helper()
 	agents, err := buildAgent()
 	if err != nil {
@@ -96,7 +102,7 @@ func startPanel(t *testing.T, network *testhost.Network) *panelUnderTest {
 	dataDir := t.TempDir()
 	env := map[string]string{
 		"UPANEL_DATA_DIR": dataDir, "UPANEL_URL": base, "UPANEL_AGENT_DIR": agents,
-		"UPANEL_AGENT_INTERVAL": agentInterval.String(), "UPANEL_ADDR": ln.Addr().String(),
+		"UPANEL_AGENT_INTERVAL": interval.String(), "UPANEL_ADDR": ln.Addr().String(),
 	}
 	cfg, err := config.FromEnv(func(k string) string { return env[k] })
 	if err != nil {
@@ -155,6 +161,14 @@ func startPanel(t *testing.T, network *testhost.Network) *panelUnderTest {
 	t.Cleanup(func() { db.Close() })
 	p.db = db
 	return p
+}
+
+// with returns p reporting to t, for use inside a subtest: a failure must
+// stop the subtest's goroutine, not its parent's.
+func (p *panelUnderTest) with(t testing.TB) *panelUnderTest {
+	q := *p
+	q.t = t
+	return &q
 }
 
 func (p *panelUnderTest) waitReady() {
@@ -282,7 +296,7 @@ func (p *panelUnderTest) waitJob(id string, within time.Duration) jobView {
 }
 
 // waitFor polls cond until it holds.
-func waitFor(t *testing.T, what string, within time.Duration, cond func() bool) {
+func waitFor(t testing.TB, what string, within time.Duration, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for !cond() {

@@ -20,7 +20,7 @@ import (
 // newVPS boots a host the way a provider hands one over: SSH also listens on
 // a port of its owner's choice (published under the same number, so the
 // panel reaches it at the port recorded for it), and the agent port is free.
-func newVPS(t *testing.T, network *testhost.Network) (h *testhost.Host, sshPort, agentPort int) {
+func newVPS(t testing.TB, network *testhost.Network) (h *testhost.Host, sshPort, agentPort int) {
 	t.Helper()
 	sshPort, agentPort = testhost.FreePort(t), testhost.FreePort(t)
 	for agentPort == sshPort {
@@ -107,6 +107,7 @@ func TestServers(t *testing.T) {
 	p.must(http.StatusAccepted, "POST", "/api/v1/servers/"+b.ID+"/onboard", map[string]string{"password": "Tr0ub4dor-and-3-horses"}, &onboard)
 
 	t.Run("provisioned and online", func(t *testing.T) {
+		p := p.with(t)
 		for _, s := range []struct {
 			id   string
 			host *testhost.Host
@@ -153,6 +154,7 @@ func TestServers(t *testing.T) {
 	}
 
 	t.Run("root password never stored", func(t *testing.T) {
+		p := p.with(t)
 		dir := p.dataDir
 		entries, err := os.ReadDir(dir)
 		if err != nil {
@@ -170,6 +172,7 @@ func TestServers(t *testing.T) {
 	})
 
 	t.Run("re-provisioning is idempotent (the agent upgrade path)", func(t *testing.T) {
+		p := p.with(t)
 		var q struct {
 			JobID string `json:"job_id"`
 		}
@@ -181,6 +184,7 @@ func TestServers(t *testing.T) {
 	})
 
 	t.Run("hardening", func(t *testing.T) {
+		p := p.with(t)
 		for _, s := range []struct {
 			id      string
 			host    *testhost.Host
@@ -238,6 +242,7 @@ func TestServers(t *testing.T) {
 	})
 
 	t.Run("security score and drift", func(t *testing.T) {
+		p := p.with(t)
 		type audit struct {
 			Score  int `json:"score"`
 			At     time.Time
@@ -294,6 +299,7 @@ func TestServers(t *testing.T) {
 	})
 
 	t.Run("offline once, back once", func(t *testing.T) {
+		p := p.with(t)
 		hostB.Root(t, "systemctl stop upanel-agent\n")
 		waitFor(t, "bravo offline", 30*time.Second, func() bool { return p.server(b.ID).Status == "offline" })
 		// Several more intervals pass: still one notice per person.
@@ -324,6 +330,7 @@ func TestServers(t *testing.T) {
 	})
 
 	t.Run("a swapped host key stops the next SSH job", func(t *testing.T) {
+		p := p.with(t)
 		hostA.ReplaceHostKeys(t)
 		var q struct {
 			JobID string `json:"job_id"`
@@ -349,7 +356,7 @@ func TestServers(t *testing.T) {
 	})
 }
 
-func waitOnline(t *testing.T, p *panelUnderTest, id string, within time.Duration) {
+func waitOnline(t testing.TB, p *panelUnderTest, id string, within time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for {

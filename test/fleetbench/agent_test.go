@@ -9,7 +9,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -72,9 +71,6 @@ type fleetRun struct {
 	mu     sync.Mutex
 	first  []string // the first few errors, for the failure message
 }
-
-var traceMu sync.Mutex
-var traceF, _ = os.Create("/tmp/fleet.trace")
 
 func (r *fleetRun) fail(msg string) {
 	r.errors.Add(1)
@@ -182,9 +178,6 @@ func (a *simAgent) post(ctx context.Context, r *fleetRun, path string, body, rep
 	}
 	if !start.Before(r.from) && start.Before(r.to) {
 		a.lat = append(a.lat, took)
-		traceMu.Lock()
-		fmt.Fprintf(traceF, "%.3f %.3f %s\n", start.Sub(r.from).Seconds(), took.Seconds()*1000, path)
-		traceMu.Unlock()
 	}
 	if reply != nil {
 		if err := json.Unmarshal(data, reply); err != nil {
