@@ -125,7 +125,7 @@ func (a *agentEnv) row(id string) agentServerRow {
 	if err != nil {
 		a.t.Fatal(err)
 	}
-	r := agentServerRow{Status: srv.Status, LastSeen: fmt.Sprint(srv.LastSeenAt), Score: fmt.Sprint(srv.SecurityScore)}
+	r := agentServerRow{Status: srv.Status, LastSeen: "<nil>", Score: "<nil>"}
 	if srv.LastSeenAt != nil {
 		r.LastSeen = srv.LastSeenAt.UTC().Format(time.RFC3339Nano)
 	}
@@ -277,10 +277,8 @@ func TestAgentLinkRefusesWrongCredentials(t *testing.T) {
 		if after := a.row(a.srvID); after != before {
 			t.Fatalf("refused requests changed the server: %+v, was %+v", after, before)
 		}
-		for _, id := range []string{rotatedID} {
-			if r := a.row(id); r.Status != store.ServerPending || r.Seq != 0 {
-				t.Fatalf("server %s changed: %+v", id, r)
-			}
+		if r := a.row(rotatedID); r.Status != store.ServerPending || r.Seq != 0 {
+			t.Fatalf("the server with the replaced token changed: %+v", r)
 		}
 		// Nothing was consumed: the agent's first message is still its first.
 		if res := a.agent().post(wire.PathHeartbeat, bytes.NewReader(a.heartbeat(1))); res.Code != http.StatusOK {

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -142,6 +143,31 @@ func TestServers(t *testing.T) {
 				t.Errorf("%s: chart points %+v", v.Name, m.Points)
 			}
 		}
+		// Prometheus scrapes the same figures, with a token only.
+		req, _ := http.NewRequest("GET", p.url+"/metrics", nil)
+		if resp, err := http.DefaultClient.Do(req); err != nil {
+			t.Fatal(err)
+		} else if resp.Body.Close(); resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("/metrics without a token: %d", resp.StatusCode)
+		}
+		req.Header.Set("Authorization", "Bearer "+p.operator)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		for _, want := range []string{
+			`upanel_server_up{server_id="` + a.ID + `",server="alpha"} 1`,
+			`upanel_server_up{server_id="` + b.ID + `",server="bravo"} 1`,
+			`upanel_server_ram_total_bytes{server_id="` + a.ID + `",server="alpha"} `,
+			`# TYPE upanel_server_cpu_percent gauge`,
+		} {
+			if !strings.Contains(string(body), want) {
+				t.Errorf("/metrics lacks %q:\n%s", want, body)
+			}
+		}
+
 		// The provisioning log shows its steps.
 		j := p.waitJob(onboard.JobID, time.Minute)
 		if log := strings.Join(j.Log, "\n"); j.Status != "succeeded" || !strings.Contains(log, "install and start the agent under systemd") ||
