@@ -74,6 +74,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "upanel-agent %s (protocol %d)\n", version, wire.ProtocolVersion)
 		return nil
 	}
+	// The agent's heap is small and steady: collecting at 50% growth instead
+	// of 100% keeps it near 10 MB resident for a few extra milliseconds of
+	// CPU an hour. GOGC in the environment still wins.
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(50)
+	}
 	log := slog.New(slog.NewJSONHandler(stderr, nil))
 	cfg, err := agent.LoadConfig(*configPath)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -178,6 +179,10 @@ func (a *Agent) auditLoop(ctx context.Context) {
 		if err != nil {
 			a.logPushError("audit", err)
 		}
+		// An audit reads command outputs of several megabytes (apt-get, the
+		// deploy tree) once a day: hand that memory back now rather than
+		// keep it resident until the next one.
+		debug.FreeOSMemory()
 		t.Reset(auditEvery)
 	}
 }

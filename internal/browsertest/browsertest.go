@@ -118,7 +118,7 @@ func NewSession(t testing.TB, chromium, base, prefix string) *Session {
 			}
 		}
 	}
-	t.Logf("screenshots in %s", filepath.Join(dir, prefix+"*.png"))
+	t.Logf("screenshots in %s, named %sNN-step.png", dir, prefix)
 	return &Session{t: t, chromium: chromium, base: base, dir: dir, prefix: prefix}
 }
 
@@ -193,9 +193,10 @@ func (s *Session) Open(parent context.Context, name string) *Browser {
 // Close ends the browser; it is safe to call more than once.
 func (b *Browser) Close() { b.cancel() }
 
-// CheckConsoles fails the test on an uncaught exception or a Content Security
-// Policy violation in any page of any browser of the session, and logs the
-// other console messages.
+// CheckConsoles fails the test on an uncaught exception, a Content Security
+// Policy violation or an invalid pattern attribute (which turns the field's
+// check off without a word) in any page of any browser of the session, and
+// logs the other console messages.
 func (s *Session) CheckConsoles() {
 	s.t.Helper()
 	s.mu.Lock()
@@ -203,7 +204,7 @@ func (s *Session) CheckConsoles() {
 	for _, b := range s.browsers {
 		b.mu.Lock()
 		for _, m := range b.console {
-			if m.IsException() || strings.Contains(m.Text, "Content Security Policy") {
+			if m.IsException() || strings.Contains(m.Text, "Content Security Policy") || strings.Contains(m.Text, "is not a valid regular expression") {
 				s.t.Errorf("%s browser console: %s (%s)", b.name, m, m.URL)
 			} else {
 				s.t.Logf("%s browser console: %s (%s)", b.name, m, m.URL)
@@ -295,9 +296,11 @@ func (b *Browser) clickAndLoad(sel string) {
 	}
 }
 
-// DismissConfirm clicks sel, expects the page to ask for confirmation with a
-// window.confirm dialog, answers Cancel, and returns the dialog's message.
-func (b *Browser) DismissConfirm(sel string) string {
+// Confirm clicks sel, expects the page to ask with a window.confirm dialog,
+// and answers it: OK when accept is true, and then waits for the page that
+// the confirmed action leads to; Cancel otherwise, and the page stays. It
+// returns the dialog's message.
+func (b *Browser) Confirm(sel string, accept bool) string {
 	b.s.t.Helper()
 	ctx, cancel := b.step()
 	defer cancel()
@@ -311,13 +314,22 @@ func (b *Browser) DismissConfirm(sel string) string {
 		for ev, err := range opening {
 			if err == nil {
 				// The click waits for the dialog, so it is answered from here.
-				_, err = chromedp.Call(ctx, page.HandleJavaScriptDialog, page.HandleJavaScriptDialogParams{Accept: false})
+				_, err = chromedp.Call(ctx, page.HandleJavaScriptDialog, page.HandleJavaScriptDialogParams{Accept: accept})
 			}
 			got <- dialog{ev, err}
 			return
 		}
 	}()
-	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(sel), chromedp.NodeVisible)); err != nil {
+	click := chromedp.Click(chromedp.CSS(sel), chromedp.NodeVisible)
+	if accept {
+		resp, err := chromedp.RunResponse(ctx, click)
+		if err != nil {
+			b.Fatalf("click %s and confirm: %v", sel, err)
+		}
+		if resp == nil || resp.Status >= 500 {
+			b.Fatalf("click %s and confirm: response %+v", sel, resp)
+		}
+	} else if err := chromedp.Do(ctx, click); err != nil {
 		b.Fatalf("click %s: %v", sel, err)
 	}
 	select {

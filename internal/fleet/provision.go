@@ -252,7 +252,8 @@ func (s *Service) HardenHandler() jobs.Handler {
 		return s.run(ctx, j, func(ctx context.Context, x *job) error {
 			// fail2ban must never ban the panel itself: the address the server
 			// sees the panel's SSH connection come from is exempt.
-			out, err := x.r.run(ctx, `printf '%s\n' "${SSH_CONNECTION%% *}"`, nil)
+			quiet := &remote{client: x.r.client}
+			out, err := quiet.run(ctx, `printf '%s\n' "${SSH_CONNECTION%% *}"`, nil)
 			if err != nil {
 				return err
 			}
@@ -260,6 +261,7 @@ func (s *Service) HardenHandler() jobs.Handler {
 			if err != nil {
 				return fmt.Errorf("the server did not report the panel's address: %q", out)
 			}
+			x.logf("  the server sees the panel at %s: fail2ban will never ban it", panelIP.Unmap())
 			x.step("harden SSH, the firewall, fail2ban and upgrades")
 			cmd := fmt.Sprintf("%s -- %d %d %s", sudoScript, x.srv.Port, x.srv.AgentPort, panelIP.Unmap())
 			if _, err := x.r.run(ctx, cmd, script("harden.sh")); err != nil {

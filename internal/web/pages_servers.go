@@ -2,6 +2,7 @@ package web
 
 import (
 	"encoding/json"
+	"fmt"
 	"html/template"
 	"net/http"
 	"strconv"
@@ -17,7 +18,25 @@ import (
 
 type serverRow struct {
 	*store.Server
-	Spark template.HTML
+	Spark  template.HTML
+	CPUNow string // the latest minute's CPU use, "" without metrics
+}
+
+// ScoreClass names the colour of the server's score.
+func (r serverRow) ScoreClass() string { return scoreClass(r.SecurityScore) }
+
+// scoreClass sorts a security score into good (90 and up: at most a minor
+// check fails), fair (70 and up) and poor, for its colour.
+func scoreClass(score *int) string {
+	switch {
+	case score == nil:
+		return ""
+	case *score >= 90:
+		return "score-good"
+	case *score >= 70:
+		return "score-fair"
+	}
+	return "score-poor"
 }
 
 func (s *Server) serversPage(w http.ResponseWriter, r *http.Request, p *auth.Principal) {
@@ -31,7 +50,7 @@ func (s *Server) serversPage(w http.ResponseWriter, r *http.Request, p *auth.Pri
 	rows := make([]serverRow, 0, len(list))
 	since := s.DB.Now().Add(-time.Hour)
 	for _, x := range list {
-		pts, err := s.DB.MetricSeries(r.Context(), x.ID, since, 2*time.Minute)
+		pts, err := s.DB.MetricSeries(r.Context(), x.ID, since, time.Minute)
 		if err != nil {
 			s.fail(w, r, false, err)
 			return
@@ -40,7 +59,11 @@ func (s *Server) serversPage(w http.ResponseWriter, r *http.Request, p *auth.Pri
 		for i, pt := range pts {
 			cpu[i] = pt.CPUPercent
 		}
-		rows = append(rows, serverRow{Server: x, Spark: sparkline(cpu, 100, 120, 28)})
+		row := serverRow{Server: x, Spark: sparkline(cpu, 100, 120, 28)}
+		if len(cpu) > 0 {
+			row.CPUNow = fmt.Sprintf("%.0f%%", cpu[len(cpu)-1])
+		}
+		rows = append(rows, row)
 	}
 	pg.Data = rows
 	s.render(w, r, "servers", pg)
@@ -80,10 +103,14 @@ func (s *Server) serverCreate(w http.ResponseWriter, r *http.Request, p *auth.Pr
 type serverData struct {
 	Server      *store.Server
 	Bootstrap   string // a command just issued, shown this once
+	Hardware    string // "2 cores · 23.6 GB RAM · 252 GB disk"
+	HostKeys    []hostKey
 	Range       string
-	CPU, RAM    template.HTML
-	Disk, Net   template.HTML
+	Bucket      string      // how long each point of the charts averages
+	Since       time.Time   // the first point, when it is later than the range's start
+	Charts      []chartView // none without metrics in the range
 	Score       *int
+	ScoreClass  string
 	AuditAt     time.Time
 	Checks      []wire.Check
 	Provision   *store.Job
@@ -91,6 +118,15 @@ type serverData struct {
 	Harden      *store.Job
 	HardenLg    []string
 	Fingerprint string // a scanned, unconfirmed host key
+}
+
+// chartView is one chart of the server page: its title, the latest values
+// in words, a key to its lines when it has several, and the SVG.
+type chartView struct {
+	Title  string
+	Latest string
+	Key    []chartSeries
+	SVG    template.HTML
 }
 
 func (s *Server) serverPage(w http.ResponseWriter, r *http.Request, p *auth.Principal) {
@@ -109,31 +145,37 @@ func (s *Server) renderServer(w http.ResponseWriter, r *http.Request, p *auth.Pr
 	if flash != "" {
 		pg.Flash = flash
 	}
-	d := &serverData{Server: srv, Bootstrap: bootstrap, Range: r.URL.Query().Get("range")}
+	d := &serverData{Server: srv, Bootstrap: bootstrap, Range: r.URL.Query().Get("range"),
+		Hardware: hardware(srv), HostKeys: hostKeys(srv.SSHHostKeys)}
 	if _, ok := metricRanges[d.Range]; !ok {
 		d.Range = "1h"
 	}
 	win := metricRanges[d.Range]
-	pts, err := s.DB.MetricSeries(ctx, id, s.DB.Now().Add(-win.span), win.bucket)
+	now := s.DB.Now()
+	pts, err := s.DB.MetricSeries(ctx, id, now.Add(-win.span), win.bucket)
 	if err != nil {
 		s.fail(w, r, false, err)
 		return
 	}
-	times := make([]time.Time, len(pts))
-	cpu, ram, ramTotal, disk, diskTotal, netIn, netOut := make([]float64, len(pts)), make([]float64, len(pts)), 0.0, make([]float64, len(pts)), 0.0, make([]float64, len(pts)), make([]float64, len(pts))
-	netTop := 1.0
-	for i, x := range pts {
-		times[i], cpu[i], ram[i], disk[i] = x.At, x.CPUPercent, x.RAMUsedMB, x.DiskUsedGB
-		ramTotal, diskTotal = max(ramTotal, x.RAMTotalMB), max(diskTotal, x.DiskTotalGB)
-		netIn[i], netOut[i] = float64(x.NetInBytes), float64(x.NetOutBytes)
-		netTop = max(netTop, netIn[i], netOut[i])
+	d.Bucket = durationWords(win.bucket)
+	if len(pts) > 0 {
+		// Where the server's metrics begin inside the first wide bucket, the
+		// traffic rate of that bucket is over the time since then, not over
+		// the whole bucket; a recent start is found with fine buckets.
+		dataStart := pts[0].At
+		if fine := 10 * time.Second; win.bucket > fine && now.Sub(pts[0].At) <= time.Hour+win.bucket {
+			if f, err := s.DB.MetricSeries(ctx, id, pts[0].At, fine); err == nil && len(f) > 0 {
+				dataStart = f[0].At
+			}
+		}
+		if pts[0].At.After(now.Add(-win.span + win.bucket)) {
+			d.Since = dataStart
+		}
+		d.Charts = serverCharts(pts, win.bucket, s.Fleet.AgentInterval, now, dataStart, pg.loc)
 	}
-	d.CPU = lineChart("CPU", "%", times, 100, []chartSeries{{Name: "CPU %", Values: cpu, Class: "s1"}}, pg.loc)
-	d.RAM = lineChart("Memory", "MB", times, ramTotal, []chartSeries{{Name: "memory used", Values: ram, Class: "s2"}}, pg.loc)
-	d.Disk = lineChart("Disk", "GB", times, diskTotal, []chartSeries{{Name: "disk used", Values: disk, Class: "s3"}}, pg.loc)
-	d.Net = lineChart("Network per bucket", "B", times, netTop, []chartSeries{{Name: "in", Values: netIn, Class: "s1"}, {Name: "out", Values: netOut, Class: "s4"}}, pg.loc)
 	if score, checks, at, err := s.DB.LatestAudit(ctx, id); err == nil {
 		d.Score, d.AuditAt = &score, at
+		d.ScoreClass = scoreClass(d.Score)
 		json.Unmarshal(checks, &d.Checks)
 	}
 	if j, err := s.DB.LatestJobFor(ctx, "server", id, fleet.ProvisionKind); err == nil {
@@ -153,6 +195,124 @@ func (s *Server) renderServer(w http.ResponseWriter, r *http.Request, p *auth.Pr
 		return
 	}
 	s.render(w, r, "server", pg)
+}
+
+// hostKey is a pinned host key as people compare it: its type and its
+// SHA256 fingerprint.
+type hostKey struct{ Type, Fingerprint string }
+
+func hostKeys(lines []string) []hostKey {
+	var out []hostKey
+	for _, fp := range fleet.Fingerprints(lines) {
+		typ, sum, _ := strings.Cut(fp, " ")
+		out = append(out, hostKey{typ, sum})
+	}
+	return out
+}
+
+// hardware is a server's inventory in words, with units.
+func hardware(srv *store.Server) string {
+	var parts []string
+	if c := srv.CPUCores; c != nil {
+		if *c == 1 {
+			parts = append(parts, "1 core")
+		} else {
+			parts = append(parts, fmt.Sprintf("%d cores", *c))
+		}
+	}
+	if srv.RAMMB != nil {
+		parts = append(parts, megabytes(float64(*srv.RAMMB))+" RAM")
+	}
+	if srv.DiskGB != nil {
+		parts = append(parts, fmt.Sprintf("%d GB disk", *srv.DiskGB))
+	}
+	return strings.Join(parts, " · ")
+}
+
+// serverCharts draws the four charts of the server page.
+func serverCharts(pts []store.MetricPoint, bucket, interval time.Duration, now, dataStart time.Time, loc *time.Location) []chartView {
+	n := len(pts)
+	times := make([]time.Time, n)
+	cpu, ram, disk := make([]float64, n), make([]float64, n), make([]float64, n)
+	ramTotal, diskTotal := 0.0, 0.0
+	for i, x := range pts {
+		times[i], cpu[i], ram[i], disk[i] = x.At, x.CPUPercent, x.RAMUsedMB, x.DiskUsedGB
+		ramTotal, diskTotal = max(ramTotal, x.RAMTotalMB), max(diskTotal, x.DiskTotalGB)
+	}
+	w := rateWindow{bucket: bucket, interval: interval, now: now, dataStart: dataStart}
+	netIn := w.perSecond(pts, func(x store.MetricPoint) int64 { return x.NetInBytes })
+	netOut := w.perSecond(pts, func(x store.MetricPoint) int64 { return x.NetOutBytes })
+	netTop := 1.0
+	for i := range pts {
+		netTop = max(netTop, netIn[i], netOut[i])
+	}
+	sc := axisScaleFor(netTop, "B/s")
+	netTop = niceCeil(netTop/sc.div) * sc.div
+
+	cpuS := []chartSeries{{Name: "CPU used", Values: cpu, Class: "s1"}}
+	ramS := []chartSeries{{Name: "memory used", Values: ram, Class: "s2"}}
+	diskS := []chartSeries{{Name: "disk used", Values: disk, Class: "s3"}}
+	netS := []chartSeries{{Name: "received", Values: netIn, Class: "s1"}, {Name: "sent", Values: netOut, Class: "s4"}}
+	charts := []chartView{
+		{Title: "CPU", SVG: lineChart("CPU use, percent", "%", times, 100, cpuS, loc)},
+		{Title: "Memory", SVG: lineChart("Memory used", "MB", times, ramTotal, ramS, loc)},
+		{Title: "Disk", SVG: lineChart("Disk space used", "GB", times, diskTotal, diskS, loc)},
+		{Title: "Network", Key: netS, SVG: lineChart("Network traffic per second", "B/s", times, netTop, netS, loc)},
+	}
+	if n > 0 {
+		l := n - 1
+		charts[0].Latest = fmt.Sprintf("%.0f%%", cpu[l])
+		charts[1].Latest = megabytes(ram[l]) + " of " + megabytes(ramTotal)
+		charts[2].Latest = fmt.Sprintf("%.0f GB of %.0f GB", disk[l], diskTotal)
+		charts[3].Latest = byteSize(netIn[l]) + "/s in, " + byteSize(netOut[l]) + "/s out"
+	}
+	return charts
+}
+
+// rateWindow is what perSecond needs to know of a metric series.
+type rateWindow struct {
+	bucket, interval time.Duration // of the series; of the agent's samples
+	now, dataStart   time.Time     // the first sample, where known
+}
+
+// perSecond turns the bytes counted in each bucket into a rate: the bytes
+// over the time the bucket's samples cover. That is the bucket's width, cut
+// at dataStart for the first bucket and at now for the one still filling;
+// but at least the time one sample counts (the agent's interval, or less
+// where the next point is nearer), since a sample carries the bytes since the
+// sample before it, which may lie in an earlier bucket.
+func (w rateWindow) perSecond(pts []store.MetricPoint, bytes func(store.MetricPoint) int64) []float64 {
+	out := make([]float64, len(pts))
+	for i, x := range pts {
+		from, to := x.At, x.At.Add(w.bucket)
+		if i == 0 && w.dataStart.After(from) && w.dataStart.Before(to) {
+			from = w.dataStart
+		}
+		if i == len(pts)-1 && w.now.Before(to) {
+			to = w.now
+		}
+		sample := w.interval
+		switch {
+		case i > 0:
+			sample = min(sample, x.At.Sub(pts[i-1].At))
+		case len(pts) > 1:
+			sample = min(sample, pts[1].At.Sub(x.At))
+		}
+		span := max(to.Sub(from), sample, time.Second)
+		out[i] = float64(bytes(x)) / span.Seconds()
+	}
+	return out
+}
+
+// durationWords says how long a chart bucket is: "10 s", "4 min".
+func durationWords(d time.Duration) string {
+	switch {
+	case d >= time.Hour && d%time.Hour == 0:
+		return fmt.Sprintf("%d h", d/time.Hour)
+	case d >= time.Minute && d%time.Minute == 0:
+		return fmt.Sprintf("%d min", d/time.Minute)
+	}
+	return fmt.Sprintf("%d s", d/time.Second)
 }
 
 // serverAction runs one of the server page's buttons and comes back to it.

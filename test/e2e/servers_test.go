@@ -323,6 +323,7 @@ func TestServers(t *testing.T) {
 		}
 		hostA.Root(t, "ufw --force enable\n")
 	})
+	t.Run("server pages in a browser", func(t *testing.T) { browseServers(t, p.with(t), a.ID, b.ID) })
 
 	t.Run("offline once, back once", func(t *testing.T) {
 		p := p.with(t)

@@ -165,36 +165,43 @@ func benchFleet(b *testing.B, dialect string, n int, window time.Duration) {
 		}
 		return float64(lat[min(len(lat)-1, int(q*float64(len(lat))))].Microseconds()) / 1000
 	}
-	b.ReportMetric(samples, "samples/s")
-	b.ReportMetric(float64(r1.rows-r0.rows)/secs, "rows_delta/s")
-	b.ReportMetric(100*samples/(float64(n)/interval.Seconds()), "kept_up_%")
-	b.ReportMetric(float64(len(lat))/window.Seconds(), "pushes/s")
-	b.ReportMetric(ms(0.50), "p50_ms")
-	b.ReportMetric(ms(0.99), "p99_ms")
-	b.ReportMetric(ms(1), "max_ms")
-	b.ReportMetric(float64(r.errors.Load()), "errors")
-	b.ReportMetric(float64(idleKB)/1024, "panel_rss_idle_MB")
-	if nKB > 0 {
-		b.ReportMetric(float64(sumKB)/float64(nKB)/1024, "panel_rss_mean_MB")
-		b.ReportMetric(float64(maxKB)/1024, "panel_rss_max_MB")
+	var report []string
+	metric := func(v float64, unit string) {
+		b.ReportMetric(v, unit)
+		report = append(report, fmt.Sprintf("%.4g %s", v, unit))
 	}
-	b.ReportMetric(pct(r1.panel-r0.panel), "panel_cpu_%")
-	b.ReportMetric(pct(r1.client-r0.client), "client_cpu_%")
+	metric(samples, "samples/s")
+	metric(float64(r1.rows-r0.rows)/secs, "rows_delta/s")
+	metric(100*samples/(float64(n)/interval.Seconds()), "kept_up_%")
+	metric(float64(len(lat))/window.Seconds(), "pushes/s")
+	metric(ms(0.50), "p50_ms")
+	metric(ms(0.99), "p99_ms")
+	metric(ms(1), "max_ms")
+	metric(float64(r.errors.Load()), "errors")
+	metric(float64(idleKB)/1024, "panel_rss_idle_MB")
+	if nKB > 0 {
+		metric(float64(sumKB)/float64(nKB)/1024, "panel_rss_mean_MB")
+		metric(float64(maxKB)/1024, "panel_rss_max_MB")
+	}
+	metric(pct(r1.panel-r0.panel), "panel_cpu_%")
+	metric(pct(r1.client-r0.client), "client_cpu_%")
 	if pg != 0 {
-		b.ReportMetric(pct(r1.db-r0.db), "db_cpu_%")
+		metric(pct(r1.db-r0.db), "db_cpu_%")
 	}
 	if len(lat) > 0 {
-		b.ReportMetric(float64((r1.panel-r0.panel).Microseconds())/float64(len(lat)), "panel_cpu_us/push")
+		metric(float64((r1.panel-r0.panel).Microseconds())/float64(len(lat)), "panel_cpu_us/push")
 	}
 	if total := r1.machTotal - r0.machTotal; total > 0 {
 		machine := 100 * float64(runtime.NumCPU()) * float64(r1.machBusy-r0.machBusy) / float64(total)
-		b.ReportMetric(machine, "machine_cpu_%")
+		metric(machine, "machine_cpu_%")
 		// What is left is other processes: with it high, the panel shared
 		// the cores with work that is not the benchmark's.
-		b.ReportMetric(max(0, machine-pct(r1.panel-r0.panel)-pct(r1.client-r0.client)-pct(r1.db-r0.db)), "other_cpu_%")
+		metric(max(0, machine-pct(r1.panel-r0.panel)-pct(r1.client-r0.client)-pct(r1.db-r0.db)), "other_cpu_%")
 	}
-	if n := r.errors.Load(); n > 0 {
-		b.Errorf("%d pushes failed; the first: %s\npanel log:\n%s", n, strings.Join(r.first, "\n"), tail(p.log))
+	if failed := r.errors.Load(); failed > 0 {
+		// A failed benchmark prints no metrics: say what was measured.
+		b.Errorf("%d pushes failed; the first:\n%s\nmeasured: %s\nthe panel's first errors:\n%s",
+			failed, strings.Join(r.first, "\n"), strings.Join(report, ", "), firstErrors(p.log, 5))
 	}
 }
 

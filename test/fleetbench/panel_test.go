@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -138,6 +139,20 @@ func tail(path string) string {
 		}
 	}
 	return string(b)
+}
+
+// firstErrors returns the first n error lines of a panel log.
+func firstErrors(path string, n int) string {
+	b, _ := os.ReadFile(path)
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.Contains(l, `"level":"ERROR"`) {
+			if out = append(out, l); len(out) == n {
+				break
+			}
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 // postgresServer returns the pid of the PostgreSQL server (the postmaster)
