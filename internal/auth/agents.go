@@ -25,14 +25,14 @@ func (s *Service) AuthenticateAgent(ctx context.Context, bearer string) (*Princi
 	if !strings.HasPrefix(bearer, AgentTokenPrefix) || len(bearer) > 100 {
 		return nil, nil
 	}
-	srv, err := s.DB.ServerByAgentToken(ctx, hashToken(bearer))
+	id, err := s.DB.ServerIDByAgentToken(ctx, hashToken(bearer))
 	if isNotFound(err) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	return &Principal{AgentServerID: srv.ID}, nil
+	return &Principal{AgentServerID: id}, nil
 }
 
 // HashToken is how every secret token is kept (SHA-256, hex): shared so that

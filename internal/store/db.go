@@ -124,8 +124,11 @@ func (db *DB) openSQLite(rawURL string) error {
 		w.Close()
 		return fmt.Errorf("database: %w", err)
 	}
+	// Idle connections are kept up to the maximum: under steady load (agents
+	// pushing) closing and reopening them cost 5% of the panel's CPU. The
+	// idle timeout still closes them on a quiet panel.
 	r.SetMaxOpenConns(4)
-	r.SetMaxIdleConns(2)
+	r.SetMaxIdleConns(4)
 	r.SetConnMaxIdleTime(5 * time.Minute)
 	db.write, db.read = w, r
 	return nil
@@ -136,8 +139,10 @@ func (db *DB) openPostgres(rawURL string) error {
 	if err != nil {
 		return apperr.Wrap(err, apperr.Invalid, "database: bad PostgreSQL URL")
 	}
+	// As for SQLite's readers: a PostgreSQL session costs a backend process,
+	// so churning them under load cost PostgreSQL 12% of its CPU.
 	p.SetMaxOpenConns(16)
-	p.SetMaxIdleConns(4)
+	p.SetMaxIdleConns(16)
 	p.SetConnMaxIdleTime(5 * time.Minute)
 	db.write, db.read = p, p
 	return nil

@@ -248,10 +248,12 @@ func (tx *Tx) MarkHardened(ctx context.Context, id string) error {
 	return tx.updateServer(ctx, id, "hardened_at = ?", tx.Now())
 }
 
-// ServerByAgentToken finds the server an agent token belongs to.
-func (db *DB) ServerByAgentToken(ctx context.Context, hash string) (*Server, error) {
-	s, err := scanServer(db.queryRow(ctx, "SELECT "+serverColumns+" FROM servers WHERE agent_token = ?", hash))
-	return s, notFound(err, "server")
+// ServerIDByAgentToken finds the server an agent token belongs to. It reads
+// only the id: it runs on every agent request.
+func (db *DB) ServerIDByAgentToken(ctx context.Context, hash string) (string, error) {
+	var id string
+	err := db.queryRow(ctx, "SELECT id FROM servers WHERE agent_token = ?", hash).Scan(&id)
+	return id, notFound(err, "server")
 }
 
 // AcceptAgentSeq records an agent message's sequence number if it is newer
