@@ -6,6 +6,8 @@
 # panel with 100, 1,000 and 5,000 simulated agents per database, each case a
 # window of FLEETBENCH_DURATION (60s) after a 20 s warm-up; FLEETBENCH_AGENTS
 # (e.g. "100,1000") picks the sizes. About 12 minutes in all on 2 cores.
+# Last, the real agent's memory and CPU on a Debian test host over
+# UPANEL_AGENT_BENCH_DURATION (10m); it needs Docker, which it starts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/services.sh
@@ -72,4 +74,9 @@ END {
 	for (d in one) printf "# bare driver, one row a transaction, %s: %.0f rows/s\n", d, one[d] / n1[d]
 	for (d in b100) printf "# bare driver, batches of 100, %s: %.0f rows/s\n", d, b100[d] / n100[d]
 }' "$out" "$fleet"
+
+echo
+echo "# agent footprint on a Debian test host"
+start_docker
+go test -run '^$' -bench 'AgentFootprint' -benchtime 1x -timeout 40m ./test/e2e/ || status=$?
 exit $status
