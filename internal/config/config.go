@@ -50,6 +50,9 @@ type Config struct {
 	// AgentInterval is how often agents report (UPANEL_AGENT_INTERVAL, 10s);
 	// a server is offline after three missed intervals.
 	AgentInterval time.Duration
+	// NotifySettle is how long a user's notifications must be quiet before
+	// they are mailed, so a burst makes one digest (UPANEL_NOTIFY_SETTLE, 20s).
+	NotifySettle time.Duration
 
 	// TrustedProxies (UPANEL_TRUSTED_PROXIES, comma-separated addresses or
 	// CIDRs) are the reverse proxies in front of the panel whose
@@ -81,6 +84,7 @@ func Default() Config {
 		SessionIdleTimeout:     2 * time.Hour,
 		SessionAbsoluteTimeout: 7 * 24 * time.Hour,
 		AgentInterval:          10 * time.Second,
+		NotifySettle:           20 * time.Second,
 	}
 }
 
@@ -137,6 +141,7 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	}
 	str("UPANEL_AGENT_DIR", &c.AgentDir)
 	dur("UPANEL_AGENT_INTERVAL", &c.AgentInterval)
+	dur("UPANEL_NOTIFY_SETTLE", &c.NotifySettle)
 	dur("UPANEL_JOB_LEASE", &c.JobLease)
 	dur("UPANEL_SHUTDOWN_TIMEOUT", &c.ShutdownTimeout)
 	dur("UPANEL_SESSION_IDLE_TIMEOUT", &c.SessionIdleTimeout)
@@ -298,6 +303,9 @@ func (c *Config) Validate() error {
 	}
 	if c.AgentInterval < time.Second || c.AgentInterval > time.Hour {
 		errs = append(errs, fmt.Errorf("agent interval %s: want 1s to 1h", c.AgentInterval))
+	}
+	if c.NotifySettle < time.Second || c.NotifySettle > 10*time.Minute {
+		errs = append(errs, fmt.Errorf("notification settle time %s: want 1s to 10m", c.NotifySettle))
 	}
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, errors.New("shutdown timeout must be positive"))

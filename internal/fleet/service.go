@@ -14,6 +14,7 @@ import (
 	"upanel/internal/apperr"
 	"upanel/internal/audit"
 	"upanel/internal/auth"
+	"upanel/internal/notify"
 	"upanel/internal/pin"
 	"upanel/internal/store"
 )
@@ -38,6 +39,8 @@ type Options struct {
 	AgentInterval time.Duration
 	// Wake tells the job runner a job was enqueued.
 	Wake func()
+	// Notify raises notifications (offline, recovered, drift).
+	Notify *notify.Service
 }
 
 // Service manages servers.
@@ -58,6 +61,9 @@ func New(o Options) *Service {
 	}
 	if o.Wake == nil {
 		o.Wake = func() {}
+	}
+	if o.Notify == nil {
+		o.Notify = notify.New(notify.Options{DB: o.DB, Log: o.Log, BaseURL: o.BaseURL, Wake: o.Wake})
 	}
 	if o.AgentDir == "" {
 		if exe, err := os.Executable(); err == nil {

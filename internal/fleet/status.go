@@ -6,15 +6,9 @@ import (
 	"time"
 
 	"upanel/internal/audit"
+	"upanel/internal/notify"
 	"upanel/internal/store"
 	"upanel/internal/wire"
-)
-
-// Notification types about servers.
-const (
-	NotifyServerOffline   = "server_offline"
-	NotifyServerRecovered = "server_recovered"
-	NotifySecurityDrift   = "security_drift"
 )
 
 // missedBeats is how many heartbeat intervals may pass before a server counts
@@ -54,7 +48,7 @@ func (s *Service) CheckOffline(ctx context.Context) error {
 	for _, srv := range gone {
 		s.Log.Warn("server offline", "server_id", srv.ID, "name", srv.Name)
 		err := s.DB.InTx(ctx, func(tx *store.Tx) error {
-			last, err := tx.LastNotificationAt(ctx, NotifyServerOffline, srv.ID)
+			last, err := tx.LastNotificationAt(ctx, notify.ServerOffline, srv.ID)
 			if err != nil || (!last.IsZero() && tx.Now().Sub(last) < flapWindow) {
 				return err // the same incident: already told
 			}
@@ -62,8 +56,8 @@ func (s *Service) CheckOffline(ctx context.Context) error {
 			if srv.LastSeenAt != nil {
 				seen = srv.LastSeenAt.UTC().Format(time.RFC1123)
 			}
-			_, err = tx.NotifyRoles(ctx, []string{"admin", "operator"}, store.Notification{Type: NotifyServerOffline,
-				Title: "Server " + srv.Name + " is offline", NotifiableType: "Server", NotifiableID: srv.ID,
+			_, err = s.Notify.Raise(ctx, tx, notify.Event{Type: notify.ServerOffline, ServerID: srv.ID,
+				Title: "Server " + srv.Name + " is offline", SubjectType: "Server", SubjectID: srv.ID,
 				Message: fmt.Sprintf("%s (%s) stopped reporting; last heard from %s.", srv.Name, srv.Host, seen)})
 			return err
 		})
@@ -82,16 +76,16 @@ func (s *Service) recovered(ctx context.Context, serverID string) {
 		if err != nil {
 			return err
 		}
-		down, err := tx.LastNotificationAt(ctx, NotifyServerOffline, serverID)
+		down, err := tx.LastNotificationAt(ctx, notify.ServerOffline, serverID)
 		if err != nil || down.IsZero() {
 			return err
 		}
-		up, err := tx.LastNotificationAt(ctx, NotifyServerRecovered, serverID)
+		up, err := tx.LastNotificationAt(ctx, notify.ServerRecovered, serverID)
 		if err != nil || up.After(down) {
 			return err // this outage's recovery was already told
 		}
-		_, err = tx.NotifyRoles(ctx, []string{"admin", "operator"}, store.Notification{Type: NotifyServerRecovered,
-			Title: "Server " + srv.Name + " is back online", NotifiableType: "Server", NotifiableID: srv.ID,
+		_, err = s.Notify.Raise(ctx, tx, notify.Event{Type: notify.ServerRecovered, ServerID: srv.ID,
+			Title: "Server " + srv.Name + " is back online", SubjectType: "Server", SubjectID: srv.ID,
 			Message: srv.Name + " (" + srv.Host + ") reports again."})
 		return err
 	})
@@ -111,8 +105,8 @@ func (s *Service) drift(ctx context.Context, srv *store.Server, was, now int, ch
 	s.security(ctx, store.SecurityEvent{EventType: audit.SecurityDrift, ServerID: srv.ID,
 		Details: map[string]any{"server": srv.Name, "score_before": was, "score": now, "failing": failed}})
 	err := s.DB.InTx(ctx, func(tx *store.Tx) error {
-		_, err := tx.NotifyRoles(ctx, []string{"admin", "operator"}, store.Notification{Type: NotifySecurityDrift,
-			Title: fmt.Sprintf("Security score of %s fell to %d", srv.Name, now), NotifiableType: "Server", NotifiableID: srv.ID,
+		_, err := s.Notify.Raise(ctx, tx, notify.Event{Type: notify.SecurityDrift, ServerID: srv.ID,
+			Title: fmt.Sprintf("Security score of %s fell to %d", srv.Name, now), SubjectType: "Server", SubjectID: srv.ID,
 			Message: fmt.Sprintf("The score of %s fell from %d to %d since its hardening. Failing checks: %v.", srv.Name, was, now, failed)})
 		return err
 	})

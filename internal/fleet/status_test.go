@@ -9,6 +9,7 @@ import (
 
 	"upanel/internal/audit"
 	"upanel/internal/auth"
+	"upanel/internal/notify"
 	"upanel/internal/store"
 	"upanel/internal/store/storetest"
 	"upanel/internal/wire"
@@ -133,7 +134,7 @@ func TestServerLifecycle(t *testing.T) {
 			if s := e.status(srv.ID); s != "offline" {
 				t.Fatalf("%s after 31 s of silence", s)
 			}
-			if n := e.notifications(NotifyServerOffline, srv.ID); n != 2 {
+			if n := e.notifications(notify.ServerOffline, srv.ID); n != 2 {
 				t.Fatalf("%d offline notifications, want 2 (admin and operator, not the viewer)", n)
 			}
 
@@ -143,7 +144,7 @@ func TestServerLifecycle(t *testing.T) {
 			if s := e.status(srv.ID); s != "online" {
 				t.Fatalf("%s after a heartbeat", s)
 			}
-			if n := e.notifications(NotifyServerRecovered, srv.ID); n != 2 {
+			if n := e.notifications(notify.ServerRecovered, srv.ID); n != 2 {
 				t.Fatalf("%d recovery notifications, want 2", n)
 			}
 
@@ -152,7 +153,7 @@ func TestServerLifecycle(t *testing.T) {
 			e.checkOffline()
 			e.clock.Add(time.Minute)
 			e.heartbeat(srv.ID)
-			if off, rec := e.notifications(NotifyServerOffline, srv.ID), e.notifications(NotifyServerRecovered, srv.ID); off != 2 || rec != 2 {
+			if off, rec := e.notifications(notify.ServerOffline, srv.ID), e.notifications(notify.ServerRecovered, srv.ID); off != 2 || rec != 2 {
 				t.Fatalf("a flap notified: %d offline, %d recovered", off, rec)
 			}
 
@@ -160,7 +161,7 @@ func TestServerLifecycle(t *testing.T) {
 			e.clock.Add(20 * time.Minute)
 			e.checkOffline()
 			e.heartbeat(srv.ID)
-			if off, rec := e.notifications(NotifyServerOffline, srv.ID), e.notifications(NotifyServerRecovered, srv.ID); off != 4 || rec != 4 {
+			if off, rec := e.notifications(notify.ServerOffline, srv.ID), e.notifications(notify.ServerRecovered, srv.ID); off != 4 || rec != 4 {
 				t.Fatalf("a new outage: %d offline, %d recovered notifications, want 4 and 4", off, rec)
 			}
 
@@ -180,14 +181,14 @@ func TestServerLifecycle(t *testing.T) {
 			if got.SecurityScore == nil || *got.SecurityScore != 40 {
 				t.Fatalf("score after drift: %v", got.SecurityScore)
 			}
-			if n := e.notifications(NotifySecurityDrift, srv.ID); n != 2 {
+			if n := e.notifications(notify.SecurityDrift, srv.ID); n != 2 {
 				t.Fatalf("%d drift notifications, want 2", n)
 			}
 			// The same low score again is not new drift.
 			if err := e.svc.Audit(ctx, srv.ID, wire.Audit{Message: e.message(), Checks: drifted}, "192.0.2.1"); err != nil {
 				t.Fatal(err)
 			}
-			if n := e.notifications(NotifySecurityDrift, srv.ID); n != 2 {
+			if n := e.notifications(notify.SecurityDrift, srv.ID); n != 2 {
 				t.Fatalf("%d drift notifications after an unchanged audit, want 2", n)
 			}
 

@@ -27,7 +27,52 @@ var templateFiles embed.FS
 const (
 	KindPasswordReset = "password_reset"
 	KindInvite        = "invite"
+	KindNotification  = "notification"
 )
+
+// Notifications is what a notification email says: one notification, or a
+// digest of several that came in a burst.
+type Notifications struct {
+	Items []NotificationItem
+	// Settings is the absolute URL of the page where the user chooses what
+	// to be mailed.
+	Settings string
+}
+
+// NotificationItem is one notification in an email.
+type NotificationItem struct {
+	Title, Message string
+	Link           string // absolute URL of the object it is about, from UPANEL_URL
+	When           string // when it happened, in the user's time zone
+}
+
+// NotificationEmail renders a notification email (a digest when there are
+// several) to to, ready for store.Tx.EnqueueMail.
+func NotificationEmail(to string, d Notifications) (store.OutboxMail, error) {
+	if len(d.Items) == 0 {
+		return store.OutboxMail{}, fmt.Errorf("mail: notification: nothing to say")
+	}
+	var err error
+	if d.Settings, err = checkLink(d.Settings); err != nil {
+		return store.OutboxMail{}, err
+	}
+	for i, it := range d.Items {
+		if d.Items[i].Link, err = checkLink(it.Link); err != nil {
+			return store.OutboxMail{}, err
+		}
+		// A title is one line of the subject: no control characters.
+		d.Items[i].Title = strings.Map(func(r rune) rune {
+			if r < 0x20 || r == 0x7f {
+				return ' '
+			}
+			return r
+		}, it.Title)
+		if r := []rune(d.Items[i].Title); len(r) > 200 {
+			d.Items[i].Title = string(r[:199]) + "…"
+		}
+	}
+	return render(KindNotification, to, d)
+}
 
 // PasswordReset is what the password-reset email says.
 type PasswordReset struct {

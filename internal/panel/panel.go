@@ -23,6 +23,7 @@ import (
 	"upanel/internal/logging"
 	"upanel/internal/mail"
 	"upanel/internal/metrics"
+	"upanel/internal/notify"
 	"upanel/internal/secret"
 	"upanel/internal/store"
 	"upanel/internal/web"
@@ -159,8 +160,9 @@ func Serve(ctx context.Context, cfg config.Config, log *slog.Logger, red *loggin
 		IdleTimeout: cfg.SessionIdleTimeout, AbsoluteTimeout: cfg.SessionAbsoluteTimeout,
 		QueueMail: queueAccountMail})
 	runner.Handle(auth.ResetRequestKind, accounts.ResetRequestHandler())
+	notifier := notify.New(notify.Options{DB: db, Log: log, BaseURL: cfg.URL, Settle: cfg.NotifySettle, Wake: runner.Wake})
 	servers := fleet.New(fleet.Options{DB: db, Log: log, Recorder: recorder, BaseURL: cfg.URL,
-		AgentDir: cfg.AgentDir, AgentInterval: cfg.AgentInterval, Wake: runner.Wake})
+		AgentDir: cfg.AgentDir, AgentInterval: cfg.AgentInterval, Wake: runner.Wake, Notify: notifier})
 	runner.Handle(fleet.ProvisionKind, servers.ProvisionHandler())
 	runner.Handle(fleet.HardenKind, servers.HardenHandler())
 	if _, _, err := servers.Identity(ctx); err != nil {
@@ -215,6 +217,7 @@ func Serve(ctx context.Context, cfg config.Config, log *slog.Logger, red *loggin
 	wg.Go(func() { runner.Run(workCtx) })
 	wg.Go(func() { sched.Run(workCtx, 15*time.Second) })
 	wg.Go(func() { servers.WatchStatus(workCtx) })
+	wg.Go(func() { notifier.Run(workCtx, max(time.Second, cfg.NotifySettle/4)) })
 
 	var runErr error
 	select {

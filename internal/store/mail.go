@@ -211,14 +211,26 @@ func (db *DB) MailBody(ctx context.Context, id string) (MailBody, error) {
 // sent_at now, the attempt counted and the last error cleared. Call it only
 // after the server's positive reply to the end of DATA. It changes only a
 // queued row and reports whether it did, so a repeated call is harmless.
+// The notifications the mail carries get their email_sent_at in the same
+// transaction.
 func (db *DB) MarkMailSent(ctx context.Context, id string) (bool, error) {
-	now := db.Now()
-	res, err := db.exec(ctx, `UPDATE mail_outbox SET status = 'sent', sent_at = ?, attempts = attempts + 1, last_error = NULL, updated_at = ?
-		WHERE id = ? AND status = 'queued'`, now, now, id)
+	var n int64
+	err := db.InTx(ctx, func(tx *Tx) error {
+		now := tx.Now()
+		res, err := tx.exec(ctx, `UPDATE mail_outbox SET status = 'sent', sent_at = ?, attempts = attempts + 1, last_error = NULL, updated_at = ?
+			WHERE id = ? AND status = 'queued'`, now, now, id)
+		if err != nil {
+			return err
+		}
+		if n, _ = res.RowsAffected(); n != 1 {
+			return nil
+		}
+		_, err = tx.exec(ctx, "UPDATE notifications SET email_sent_at = ? WHERE mail_outbox_id = ? AND email_sent_at IS NULL", now, id)
+		return err
+	})
 	if err != nil {
 		return false, fmt.Errorf("store: mark mail %s sent: %w", id, err)
 	}
-	n, _ := res.RowsAffected()
 	return n == 1, nil
 }
 

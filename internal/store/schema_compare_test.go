@@ -32,7 +32,12 @@ var schemaExtraColumns = map[string][]string{
 	// 023_servers_agent_link: pinned host keys, the one-time bootstrap token,
 	// the agent's pinned certificate, replay protection and status detail.
 	"servers": {"ssh_host_keys", "ssh_host_keys_seen", "bootstrap_token_hash", "bootstrap_expires_at", "agent_cert_sha256",
-		"agent_version", "agent_seq", "arch", "status_reason", "provisioned_at"},
+		"agent_version", "agent_seq", "arch", "status_reason", "provisioned_at",
+		// 024_notification_delivery: maintenance mode.
+		"maintenance_since"},
+	// 024_notification_delivery: whether the user wanted it by email, and
+	// the mail that carries it.
+	"notifications": {"email_wanted", "mail_outbox_id"},
 }
 
 // schemaExtraSecretColumns lists store.SecretColumns() entries the seed does not
@@ -40,6 +45,8 @@ var schemaExtraColumns = map[string][]string{
 var schemaExtraSecretColumns = []store.SecretColumn{
 	{Table: "mail_outbox", Column: "body"},              // 021: reset and invite links are secrets
 	{Table: "panel_credentials", Column: "private_key"}, // 023: the key agents pin the panel by
+	{Table: "webhook_targets", Column: "url"},           // 024: chat webhook URLs are credentials
+	{Table: "webhook_targets", Column: "secret"},        // 024: the HMAC signing key
 }
 
 type schemaProblems []string

@@ -114,6 +114,30 @@ var schemaRowFixtures = map[string]schemaRowFixture{
 		update:     "UPDATE panel_credentials SET cert_pem = ? WHERE id = ?",
 		updateArgs: []any{"cert-2"},
 	},
+	"notification_preferences": {
+		parents:    []string{"users"},
+		insert:     "INSERT INTO notification_preferences (id, user_id, type, channel) VALUES (?, ?, ?, ?)",
+		args:       func(ids map[string]string) []any { return []any{ids["users"], "server_offline", "email"} },
+		update:     "UPDATE notification_preferences SET channel = ? WHERE id = ?",
+		updateArgs: []any{"off"},
+	},
+	"webhook_targets": {
+		insert: "INSERT INTO webhook_targets (id, name, url, format, secret, types) VALUES (?, ?, ?, ?, ?, ?)",
+		args: func(map[string]string) []any {
+			return []any{"chat", "not-really-ciphertext", "slack", "not-really-ciphertext", "*"}
+		},
+		update:     "UPDATE webhook_targets SET name = ? WHERE id = ?",
+		updateArgs: []any{"chat-2"},
+	},
+	"webhook_deliveries": {
+		parents: []string{"webhook_targets"},
+		insert:  "INSERT INTO webhook_deliveries (id, target_id, event_type, payload) VALUES (?, ?, ?, ?)",
+		args: func(ids map[string]string) []any {
+			return []any{ids["webhook_targets"], "server_offline", `{"type":"server_offline"}`}
+		},
+		update:     "UPDATE webhook_deliveries SET attempts = ? WHERE id = ?",
+		updateArgs: []any{1},
+	},
 	"jobs": {
 		insert:     "INSERT INTO jobs (id, kind) VALUES (?, ?)",
 		args:       func(map[string]string) []any { return []any{"schema.fixture"} },

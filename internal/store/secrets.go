@@ -28,6 +28,10 @@ var secretColumns = []SecretColumn{
 	{"mail_outbox", "body"},
 	// Addition: the private key of the client certificate agents pin (023).
 	{"panel_credentials", "private_key"},
+	// Addition: outgoing webhook URLs (Slack's and Discord's carry their
+	// credential) and the HMAC signing secret (024).
+	{"webhook_targets", "url"},
+	{"webhook_targets", "secret"},
 }
 
 // SecretColumns returns every encrypted column (a copy).

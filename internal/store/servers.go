@@ -36,8 +36,11 @@ type Server struct {
 	Arch            string
 	ProvisionedAt   *time.Time
 	BootstrapOpen   bool // a bootstrap token is waiting to be used
-	CreatedAt       time.Time
-	UpdatedAt       time.Time
+	// MaintenanceSince is set while the server is in maintenance mode, when
+	// it raises no notifications.
+	MaintenanceSince *time.Time
+	CreatedAt        time.Time
+	UpdatedAt        time.Time
 }
 
 // Server statuses, as the seed lists them.
@@ -53,21 +56,21 @@ var colSSHPrivateKey = SecretColumn{"servers", "ssh_private_key"}
 const serverColumns = `id, name, host, port, username, ssh_public_key, agent_port, status, COALESCE(status_reason, ''),
 	last_seen_at, COALESCE(os_version, ''), cpu_cores, ram_mb, disk_gb, hardened_at, security_score,
 	COALESCE(ssh_host_keys, ''), COALESCE(ssh_host_keys_seen, ''), COALESCE(agent_cert_sha256, ''),
-	COALESCE(agent_version, ''), COALESCE(arch, ''), provisioned_at, bootstrap_token_hash IS NOT NULL, created_at, updated_at`
+	COALESCE(agent_version, ''), COALESCE(arch, ''), provisioned_at, bootstrap_token_hash IS NOT NULL, maintenance_since, created_at, updated_at`
 
 func scanServer(s interface{ Scan(...any) error }) (*Server, error) {
 	var x Server
-	var lastSeen, hardened, provisioned, created, updated nullTime
+	var lastSeen, hardened, provisioned, maintenance, created, updated nullTime
 	var cores, ram, disk, score sql.NullInt64
 	var keys, seen string
 	err := s.Scan(&x.ID, &x.Name, &x.Host, &x.Port, &x.Username, &x.SSHPublicKey, &x.AgentPort, &x.Status, &x.StatusReason,
 		&lastSeen, &x.OSVersion, &cores, &ram, &disk, &hardened, &score, &keys, &seen, &x.AgentCertSHA256,
-		&x.AgentVersion, &x.Arch, &provisioned, &x.BootstrapOpen, &created, &updated)
+		&x.AgentVersion, &x.Arch, &provisioned, &x.BootstrapOpen, &maintenance, &created, &updated)
 	if err != nil {
 		return nil, err
 	}
 	x.AgentCertSHA256 = strings.TrimSpace(x.AgentCertSHA256)
-	x.LastSeenAt, x.HardenedAt, x.ProvisionedAt = lastSeen.ptr(), hardened.ptr(), provisioned.ptr()
+	x.LastSeenAt, x.HardenedAt, x.ProvisionedAt, x.MaintenanceSince = lastSeen.ptr(), hardened.ptr(), provisioned.ptr(), maintenance.ptr()
 	x.CreatedAt, x.UpdatedAt = created.Time, updated.Time
 	x.CPUCores, x.RAMMB, x.DiskGB, x.SecurityScore = intPtr(cores), intPtr(ram), intPtr(disk), intPtr(score)
 	x.SSHHostKeys, x.SSHHostKeysSeen = lines(keys), lines(seen)
@@ -413,4 +416,30 @@ func (db *DB) CreatePanelCredential(ctx context.Context, id, certPEM string, key
 		return nil
 	})
 	return created, err
+}
+
+// ServerInMaintenance reports whether a server is in maintenance mode.
+func (tx *Tx) ServerInMaintenance(ctx context.Context, id string) (bool, error) {
+	var since nullTime
+	err := tx.queryRow(ctx, "SELECT maintenance_since FROM servers WHERE id = ?", id).Scan(&since)
+	if err != nil {
+		return false, notFound(err, "server")
+	}
+	return since.Valid, nil
+}
+
+// SetServerMaintenance turns maintenance mode on (from now) or off, and
+// reports whether it changed.
+func (tx *Tx) SetServerMaintenance(ctx context.Context, id string, on bool) (bool, error) {
+	q := "UPDATE servers SET maintenance_since = ? WHERE id = ? AND maintenance_since IS NULL"
+	args := []any{tx.Now(), id}
+	if !on {
+		q, args = "UPDATE servers SET maintenance_since = NULL WHERE id = ? AND maintenance_since IS NOT NULL", []any{id}
+	}
+	res, err := tx.exec(ctx, q, args...)
+	if err != nil {
+		return false, fmt.Errorf("store: server maintenance: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	return n == 1, nil
 }

@@ -352,3 +352,16 @@ func (db *DB) RecoveryCodesLeft(ctx context.Context, userID string) (int, error)
 	}
 	return len(hashes), nil
 }
+
+// UserTimezone returns a user's time zone name.
+func (tx *Tx) UserTimezone(ctx context.Context, id string) (string, error) {
+	var tz sql.NullString
+	err := tx.queryRow(ctx, "SELECT timezone FROM users WHERE id = ?", id).Scan(&tz)
+	if err != nil {
+		return "", notFound(err, "user")
+	}
+	if tz.String == "" {
+		return "UTC", nil
+	}
+	return tz.String, nil
+}

@@ -18,7 +18,7 @@ func SecretRows(t testing.TB, db *store.DB, canary string) map[string]string {
 	t.Helper()
 	ctx := context.Background()
 	ids := map[string]string{}
-	for _, table := range []string{"users", "servers", "git_credentials", "apps", "backup_destinations", "mail_outbox", "panel_credentials"} {
+	for _, table := range []string{"users", "servers", "git_credentials", "apps", "backup_destinations", "mail_outbox", "panel_credentials", "webhook_targets"} {
 		ids[table] = store.NewID()
 	}
 	Exec(t, db, "INSERT INTO users (id, email, password) VALUES (?, ?, ?)", ids["users"], "canary-"+ids["users"]+"@example.test", "x")
@@ -28,6 +28,7 @@ func SecretRows(t testing.TB, db *store.DB, canary string) map[string]string {
 	Exec(t, db, "INSERT INTO backup_destinations (id, name, type, credentials) VALUES (?, 'canary', 'local', '')", ids["backup_destinations"])
 	Exec(t, db, "INSERT INTO mail_outbox (id, kind, to_address, subject) VALUES (?, 'canary', 'canary@example.test', 'canary')", ids["mail_outbox"])
 	Exec(t, db, "INSERT INTO panel_credentials (id, cert_pem, private_key) VALUES (?, 'canary', '')", ids["panel_credentials"])
+	Exec(t, db, "INSERT INTO webhook_targets (id, name, url, format, secret, types) VALUES (?, 'canary', '', 'generic', '', '*')", ids["webhook_targets"])
 	err := db.InTx(ctx, func(tx *store.Tx) error {
 		for _, c := range store.SecretColumns() {
 			id, ok := ids[c.Table]
