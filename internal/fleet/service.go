@@ -250,3 +250,22 @@ func (s *Service) agentBinary(arch string) ([]byte, error) {
 	}
 	return b, nil
 }
+
+// SetMaintenance turns a server's maintenance mode on or off. While it is on
+// the server raises no notifications (it may be rebooted, moved, reinstalled),
+// and the activity log says who turned it on and off.
+func (s *Service) SetMaintenance(ctx context.Context, p *auth.Principal, id string, on bool, m auth.Meta) error {
+	return s.DB.InTx(ctx, func(tx *store.Tx) error {
+		srv, err := tx.GetServer(ctx, id)
+		if err != nil {
+			return err
+		}
+		changed, err := tx.SetServerMaintenance(ctx, id, on)
+		if err != nil || !changed {
+			return err
+		}
+		word := map[bool]string{true: "on", false: "off"}
+		return s.activity(ctx, tx, p, m, "updated", id, "maintenance mode "+word[on]+" for "+srv.Name,
+			audit.Diff(map[string]any{"maintenance": word[!on]}, map[string]any{"maintenance": word[on]}))
+	})
+}

@@ -37,6 +37,7 @@ type serverJSON struct {
 	HostKeysUnconfirmed []string   `json:"host_key_fingerprints_unconfirmed,omitempty"`
 	AgentPinned         bool       `json:"agent_certificate_pinned"`
 	ProvisionedAt       *time.Time `json:"provisioned_at"`
+	MaintenanceSince    *time.Time `json:"maintenance_since"`
 	CreatedAt           time.Time  `json:"created_at"`
 	UpdatedAt           time.Time  `json:"updated_at"`
 	// BootstrapCommand is present only in the answers that create it.
@@ -49,7 +50,7 @@ func toServerJSON(s *store.Server) serverJSON {
 		CPUCores: s.CPUCores, RAMMB: s.RAMMB, DiskGB: s.DiskGB, HardenedAt: s.HardenedAt, SecurityScore: s.SecurityScore,
 		AgentVersion: s.AgentVersion, Arch: s.Arch, HostKeys: fleet.Fingerprints(s.SSHHostKeys),
 		HostKeysUnconfirmed: fleet.Fingerprints(s.SSHHostKeysSeen), AgentPinned: s.AgentCertSHA256 != "",
-		ProvisionedAt: s.ProvisionedAt, CreatedAt: s.CreatedAt, UpdatedAt: s.UpdatedAt}
+		ProvisionedAt: s.ProvisionedAt, MaintenanceSince: s.MaintenanceSince, CreatedAt: s.CreatedAt, UpdatedAt: s.UpdatedAt}
 }
 
 func (s *Server) apiServers(w http.ResponseWriter, r *http.Request, p *auth.Principal) {
@@ -173,6 +174,25 @@ func (s *Server) apiServerJob(kind string) func(http.ResponseWriter, *http.Reque
 		}
 		writeJSON(w, http.StatusAccepted, map[string]string{"job_id": jobID})
 	}
+}
+
+func (s *Server) apiServerMaintenance(w http.ResponseWriter, r *http.Request, p *auth.Principal) {
+	var in struct {
+		Enabled *bool `json:"enabled"`
+	}
+	if err := decodeJSON(w, r, &in); err != nil {
+		s.apiError(w, r, err)
+		return
+	}
+	if in.Enabled == nil {
+		s.apiError(w, r, apperr.New(apperr.Invalid, "give enabled: true or false"))
+		return
+	}
+	if err := s.Fleet.SetMaintenance(r.Context(), p, r.PathValue("id"), *in.Enabled, s.meta(r)); err != nil {
+		s.apiError(w, r, err)
+		return
+	}
+	s.apiServer(w, r, p)
 }
 
 func (s *Server) apiServerAudit(w http.ResponseWriter, r *http.Request, p *auth.Principal) {

@@ -346,6 +346,12 @@ func (s *Server) serverAction(w http.ResponseWriter, r *http.Request, p *auth.Pr
 	case "onboard":
 		_, err = s.Fleet.Onboard(ctx, p, id, fleet.RootLogin{User: r.PostFormValue("user"), Password: r.PostFormValue("password"), PrivateKey: r.PostFormValue("private_key")}, m)
 		flash = "Signed in once, created the upanel user, and queued provisioning. The root credential was not kept."
+	case "maintenance-on":
+		err = s.Fleet.SetMaintenance(ctx, p, id, true, m)
+		flash = "Maintenance mode is on: this server raises no notifications until you turn it off."
+	case "maintenance-off":
+		err = s.Fleet.SetMaintenance(ctx, p, id, false, m)
+		flash = "Maintenance mode is off: notifications resume."
 	case "delete":
 		if err = s.Fleet.Delete(ctx, p, id, m); err == nil {
 			s.redirect(w, r, "/servers", "Server removed from the panel.")

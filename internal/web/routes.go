@@ -112,6 +112,7 @@ func (s *Server) routeTable() []route {
 		api("POST /api/v1/servers/{id}/onboard", operate, s.apiServerOnboard),
 		api("POST /api/v1/servers/{id}/provision", operate, s.apiServerJob(fleet.ProvisionKind)),
 		api("POST /api/v1/servers/{id}/harden", operate, s.apiServerJob(fleet.HardenKind)),
+		api("POST /api/v1/servers/{id}/maintenance", operate, s.apiServerMaintenance),
 		api("POST /api/v1/servers/{id}/audit", operate, s.apiServerAudit),
 		api("GET /api/v1/servers/{id}/audit", read, s.apiServerChecks),
 		api("GET /api/v1/servers/{id}/metrics", read, s.apiServerMetrics),

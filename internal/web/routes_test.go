@@ -45,7 +45,8 @@ var routeAccess = map[string]string{
 	"POST /api/v1/servers/{id}/bootstrap-command": "operate", "POST /api/v1/servers/{id}/host-key/scan": "operate",
 	"POST /api/v1/servers/{id}/host-key/confirm": "operate", "POST /api/v1/servers/{id}/onboard": "operate",
 	"POST /api/v1/servers/{id}/provision": "operate", "POST /api/v1/servers/{id}/harden": "operate",
-	"POST /api/v1/servers/{id}/audit": "operate", "GET /api/v1/servers/{id}/audit": "read",
+	"POST /api/v1/servers/{id}/maintenance": "operate",
+	"POST /api/v1/servers/{id}/audit":       "operate", "GET /api/v1/servers/{id}/audit": "read",
 	"GET /api/v1/servers/{id}/metrics": "read", "GET /api/v1/jobs/{id}": "read",
 	"POST /api/agent/v1/heartbeat": "agent", "POST /api/agent/v1/metrics": "agent", "POST /api/agent/v1/audit": "agent",
 }
