@@ -246,12 +246,21 @@ func (s *Service) Authenticate(ctx context.Context, cookie string) (*Principal, 
 	if err := s.applyTwoFactorRequirement(ctx, p); err != nil {
 		return nil, err
 	}
-	if now.Sub(sess.LastActivityAt) > time.Minute {
+	if now.Sub(sess.LastActivityAt) > time.Minute && ctx.Value(passiveKey{}) == nil {
 		if err := s.DB.TouchSession(ctx, sess.ID, now); err != nil {
 			s.Log.Warn("touch session", "err", err)
 		}
 	}
 	return p, nil
+}
+
+type passiveKey struct{}
+
+// Passive marks a request the browser makes on its own, such as a live
+// stream reconnecting: Authenticate does not count it as the user's
+// activity, so a tab left open does not keep an idle session alive.
+func Passive(ctx context.Context) context.Context {
+	return context.WithValue(ctx, passiveKey{}, true)
 }
 
 func (s *Service) applyTwoFactorRequirement(ctx context.Context, p *Principal) error {

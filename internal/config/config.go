@@ -53,6 +53,10 @@ type Config struct {
 	// NotifySettle is how long a user's notifications must be quiet before
 	// they are mailed, so a burst makes one digest (UPANEL_NOTIFY_SETTLE, 20s).
 	NotifySettle time.Duration
+	// WebhookAllowPrivate (UPANEL_WEBHOOK_ALLOW_PRIVATE, false) lets outgoing
+	// webhooks use http and reach loopback, private and link-local
+	// addresses. Off, those are refused, by URL and after DNS resolution.
+	WebhookAllowPrivate bool
 
 	// TrustedProxies (UPANEL_TRUSTED_PROXIES, comma-separated addresses or
 	// CIDRs) are the reverse proxies in front of the panel whose
@@ -142,6 +146,13 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	str("UPANEL_AGENT_DIR", &c.AgentDir)
 	dur("UPANEL_AGENT_INTERVAL", &c.AgentInterval)
 	dur("UPANEL_NOTIFY_SETTLE", &c.NotifySettle)
+	if v := getenv("UPANEL_WEBHOOK_ALLOW_PRIVATE"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("UPANEL_WEBHOOK_ALLOW_PRIVATE: %q is not true or false", v))
+		}
+		c.WebhookAllowPrivate = b
+	}
 	dur("UPANEL_JOB_LEASE", &c.JobLease)
 	dur("UPANEL_SHUTDOWN_TIMEOUT", &c.ShutdownTimeout)
 	dur("UPANEL_SESSION_IDLE_TIMEOUT", &c.SessionIdleTimeout)

@@ -11,6 +11,7 @@ import (
 	"strings"
 	texttemplate "text/template"
 	"time"
+	"unicode"
 
 	"upanel/internal/store"
 )
@@ -60,13 +61,14 @@ func NotificationEmail(to string, d Notifications) (store.OutboxMail, error) {
 		if d.Items[i].Link, err = checkLink(it.Link); err != nil {
 			return store.OutboxMail{}, err
 		}
-		// A title is one line of the subject: no control characters.
-		d.Items[i].Title = strings.Map(func(r rune) rune {
-			if r < 0x20 || r == 0x7f {
+		// A title is one line of the subject: no control characters (C0 and
+		// C1, such as NEL) and no line or paragraph separators.
+		d.Items[i].Title = strings.Join(strings.Fields(strings.Map(func(r rune) rune {
+			if unicode.IsControl(r) {
 				return ' '
 			}
 			return r
-		}, it.Title)
+		}, it.Title)), " ")
 		if r := []rune(d.Items[i].Title); len(r) > 200 {
 			d.Items[i].Title = string(r[:199]) + "…"
 		}

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"strings"
 	"time"
+	"unicode"
 
 	"upanel/internal/mail"
 	"upanel/internal/store"
@@ -126,6 +127,9 @@ func (s *Service) Raise(ctx context.Context, tx *store.Tx, ev Event) (int, error
 	if !ValidType(ev.Type) {
 		return 0, fmt.Errorf("notify: unknown type %q", ev.Type)
 	}
+	// Text from agents, logs and names is stored and mailed: PostgreSQL
+	// refuses NUL and invalid UTF-8, and a title is a subject line.
+	ev.Title, ev.Message = oneLine(ev.Title), cleanText(ev.Message)
 	if ev.ServerID != "" {
 		on, err := tx.ServerInMaintenance(ctx, ev.ServerID)
 		if err != nil {
@@ -152,24 +156,54 @@ func (s *Service) Raise(ctx context.Context, tx *store.Tx, ev Event) (int, error
 	return len(recipients), nil
 }
 
+// oneLine makes s one line of printable text: control characters (NUL, CR,
+// LF, ESC...) become spaces, runs of spaces one, and invalid UTF-8 U+FFFD.
 func oneLine(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return ' '
+		}
+		return r
+	}, s)
 	return strings.Join(strings.Fields(s), " ")
 }
 
-// Link returns the absolute URL of the object a notification is about, or of
-// the notifications page.
-func (s *Service) Link(subjectType, subjectID string) string {
-	path := "/notifications"
+// cleanText keeps a message's line breaks and tabs, drops every other control
+// character (NUL included) and replaces invalid UTF-8 with U+FFFD.
+func cleanText(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r != '\n' && r != '\t' && unicode.IsControl(r) {
+			return -1
+		}
+		return r
+	}, strings.ReplaceAll(s, "\r\n", "\n"))
+}
+
+// Path returns the panel path of the object a notification is about, or of
+// the notifications page when it names none the panel shows: links inside the
+// panel use it as is, mails and webhooks through Link.
+func Path(subjectType, subjectID string) string {
+	if subjectID == "" {
+		return "/notifications"
+	}
 	switch subjectType {
 	case "Server":
-		path = "/servers/" + url.PathEscape(subjectID)
+		return "/servers/" + url.PathEscape(subjectID)
 	case "App":
-		path = "/apps/" + url.PathEscape(subjectID)
+		return "/apps/" + url.PathEscape(subjectID)
 	case "Backup":
-		path = "/backups/" + url.PathEscape(subjectID)
+		return "/backups/" + url.PathEscape(subjectID)
 	}
+	return "/notifications"
+}
+
+// Link returns the absolute URL of Path.
+func (s *Service) Link(subjectType, subjectID string) string {
 	u := *s.BaseURL
-	u.Path = strings.TrimRight(u.Path, "/") + path
+	// Path is escaped already: set it as the raw path, or String escapes
+	// its escapes again.
+	u.RawPath = strings.TrimRight(u.EscapedPath(), "/") + Path(subjectType, subjectID)
+	u.Path, _ = url.PathUnescape(u.RawPath)
 	u.RawQuery, u.Fragment = "", ""
 	return u.String()
 }
@@ -229,10 +263,13 @@ func (s *Service) SendDue(ctx context.Context) (int, error) {
 	if err == errRaced {
 		return 0, nil // another panel mailed them
 	}
-	if err == nil && queued > 0 {
+	if err != nil {
+		return 0, err // rolled back: nothing was queued
+	}
+	if queued > 0 {
 		s.Wake()
 	}
-	return queued, err
+	return queued, nil
 }
 
 var errRaced = fmt.Errorf("notify: another process mailed these notifications first")

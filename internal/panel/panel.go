@@ -161,6 +161,12 @@ func Serve(ctx context.Context, cfg config.Config, log *slog.Logger, red *loggin
 		QueueMail: queueAccountMail})
 	runner.Handle(auth.ResetRequestKind, accounts.ResetRequestHandler())
 	notifier := notify.New(notify.Options{DB: db, Log: log, BaseURL: cfg.URL, Settle: cfg.NotifySettle, Wake: runner.Wake})
+	webhooks := notifier.Webhooks(notify.WebhookOptions{Recorder: recorder, AllowPrivate: cfg.WebhookAllowPrivate, Redactor: red})
+	runner.Handle(store.WebhookDeliveryJobKind, webhooks.Handler())
+	runner.Handle(notify.WebhookMaintainKind, webhooks.MaintainHandler(notify.KeepWebhookDeliveries))
+	if err := sched.Every(notify.WebhookMaintainKind, "*/15 * * * *"); err != nil {
+		return err
+	}
 	servers := fleet.New(fleet.Options{DB: db, Log: log, Recorder: recorder, BaseURL: cfg.URL,
 		AgentDir: cfg.AgentDir, AgentInterval: cfg.AgentInterval, Wake: runner.Wake, Notify: notifier})
 	runner.Handle(fleet.ProvisionKind, servers.ProvisionHandler())
@@ -172,7 +178,7 @@ func Serve(ctx context.Context, cfg config.Config, log *slog.Logger, red *loggin
 		log.Warn("UPANEL_URL is http: agent tokens and bootstrap commands travel unencrypted; use https outside a test network", "url", cfg.URL.String())
 	}
 
-	handler, err := web.New(web.Deps{DB: db, Log: log, Auth: accounts, Audit: recorder, Fleet: servers, BaseURL: cfg.URL, TrustedProxies: cfg.TrustedProxies})
+	handler, err := web.New(web.Deps{DB: db, Log: log, Auth: accounts, Audit: recorder, Fleet: servers, Notify: notifier, Webhooks: webhooks, Stop: ctx.Done(), BaseURL: cfg.URL, TrustedProxies: cfg.TrustedProxies})
 	if err != nil {
 		return err
 	}

@@ -82,9 +82,22 @@ func (tx *Tx) InsertNotification(ctx context.Context, n Notification) (string, e
 	return id, nil
 }
 
+// notifiableLock is the class of the PostgreSQL advisory locks (two-key form,
+// keyed by a hash of the object id) that LastNotificationAt takes.
+const notifiableLock = 74110250
+
 // LastNotificationAt returns when the newest notification of a type about an
-// object was created (zero if none), to fold a flapping server's outages.
+// object was created (zero if none), to fold a flapping server's outages and
+// to tell a recovery once. Callers check it and then raise, so it first locks
+// the object until tx ends: on PostgreSQL two panels (two heartbeats racing,
+// say) would otherwise both see nothing told yet and both tell. SQLite
+// transactions are serial already.
 func (tx *Tx) LastNotificationAt(ctx context.Context, typ, notifiableID string) (time.Time, error) {
+	if tx.db.d.name == "postgres" {
+		if _, err := tx.exec(ctx, "SELECT pg_advisory_xact_lock(CAST(? AS INTEGER), hashtext(CAST(? AS TEXT)))", notifiableLock, notifiableID); err != nil {
+			return time.Time{}, fmt.Errorf("store: lock notifications of %s: %w", notifiableID, err)
+		}
+	}
 	var t nullTime
 	err := tx.queryRow(ctx, "SELECT MAX(created_at) FROM notifications WHERE type = ? AND notifiable_id = ?", typ, notifiableID).Scan(&t)
 	return t.Time, err
@@ -274,7 +287,11 @@ func (tx *Tx) DueNotificationMail(ctx context.Context, settled, overdue time.Tim
 		if err := rows.Err(); err != nil {
 			return nil, err
 		}
-		out = append(out, d)
+		// Another panel may have mailed them since the first query (PostgreSQL
+		// reads each statement's own snapshot): nothing is due then.
+		if len(d.Notifications) > 0 {
+			out = append(out, d)
+		}
 	}
 	return out, nil
 }
@@ -295,10 +312,18 @@ func (tx *Tx) AttachMail(ctx context.Context, mailID string, ids []string) (bool
 	return int(n) == len(ids), nil
 }
 
-// MailFailures counts notification mails that failed for good since a time:
-// the panel's health shows it.
+// MailFailures counts outgoing mails (notifications, resets, invites) that
+// failed for good since a time: the panel's health shows it.
 func (db *DB) MailFailures(ctx context.Context, since time.Time) (int, error) {
 	var n int
 	err := db.queryRow(ctx, "SELECT COUNT(*) FROM mail_outbox WHERE status = 'failed' AND updated_at >= ?", since).Scan(&n)
+	return n, err
+}
+
+// MailPending counts outgoing mails not yet accepted by the SMTP server: new
+// ones, and ones whose attempts failed and will be retried.
+func (db *DB) MailPending(ctx context.Context) (int, error) {
+	var n int
+	err := db.queryRow(ctx, "SELECT COUNT(*) FROM mail_outbox WHERE status = 'queued'").Scan(&n)
 	return n, err
 }

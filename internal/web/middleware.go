@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"upanel/internal/auth"
 	"upanel/internal/store"
 )
 
@@ -60,6 +61,10 @@ func (s *Server) middleware(next http.Handler) http.Handler {
 				"status", sw.status(), "bytes", sw.bytes, "duration_ms", time.Since(start).Milliseconds(),
 				"remote", r.RemoteAddr)
 		}()
+		if r.URL.Path == notificationStreamPath {
+			// The browser reconnects this stream on its own: no activity.
+			r = r.WithContext(auth.Passive(r.Context()))
+		}
 		if s.Auth != nil {
 			p, err := s.authenticate(r)
 			if err != nil {

@@ -174,10 +174,10 @@ type activityData struct {
 	ShowIP  bool
 }
 
-// accountSubjects are the activity entries about accounts: who exists, with
-// which role and email. Users, invites and settings are admin business, so
-// other roles do not see these entries.
-var accountSubjects = []string{"User", "Invite", "ApiToken", "Setting"}
+// accountSubjects are the activity entries about accounts (who exists, with
+// which role and email) and other admin settings such as webhook targets. They
+// are admin business, so other roles do not see these entries.
+var accountSubjects = []string{"User", "Invite", "ApiToken", "Setting", "WebhookTarget"}
 
 func activityFilter(r *http.Request, p *auth.Principal) store.ActivityFilter {
 	lq := readListQuery(r)

@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"sort"
 	"strings"
+	"time"
 
 	"upanel/internal/auth"
 )
@@ -26,6 +27,16 @@ func (s *Server) prometheus(w http.ResponseWriter, r *http.Request, _ *auth.Prin
 		return
 	}
 	jobCounts, err := s.DB.CountJobsByStatus(ctx)
+	if err != nil {
+		s.apiError(w, r, err)
+		return
+	}
+	mailFailed, err := s.DB.MailFailures(ctx, s.DB.Now().Add(-24*time.Hour))
+	if err != nil {
+		s.apiError(w, r, err)
+		return
+	}
+	mailQueued, err := s.DB.MailPending(ctx)
 	if err != nil {
 		s.apiError(w, r, err)
 		return
@@ -82,6 +93,10 @@ func (s *Server) prometheus(w http.ResponseWriter, r *http.Request, _ *auth.Prin
 	for _, st := range statuses {
 		fmt.Fprintf(&b, "upanel_jobs{status=\"%s\"} %d\n", promEscape(st), jobCounts[st])
 	}
+	gauge("upanel_mail_failed", "Outgoing mails that failed for good in the last 24 hours.")
+	fmt.Fprintf(&b, "upanel_mail_failed %d\n", mailFailed)
+	gauge("upanel_mail_queued", "Outgoing mails not yet accepted by the SMTP server, retries included.")
+	fmt.Fprintf(&b, "upanel_mail_queued %d\n", mailQueued)
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	gauge("upanel_panel_heap_bytes", "Go heap in use by the panel.")

@@ -72,6 +72,9 @@ type page struct {
 	loc    *time.Location
 	emails map[string]string // user id → email, for pages that show who did what
 	Status int
+	// Bell is the header's link to the notifications, with the unread
+	// count; nil where the header has none.
+	Bell *bell
 }
 
 // Time shows a time in the viewer's time zone.
@@ -120,6 +123,7 @@ func (s *Server) newPage(w http.ResponseWriter, r *http.Request, title string) *
 		}
 	}
 	pg.CSRF = s.csrfToken(w, r)
+	pg.Bell = s.bellFor(r, pg.P)
 	if c, err := r.Cookie(s.cookieName(flashCookie)); err == nil {
 		if v, err := url.QueryUnescape(c.Value); err == nil {
 			pg.Flash = v

@@ -63,6 +63,14 @@ func (s *Server) routeTable() []route {
 		html("POST /profile/tokens", self, s.tokenCreate),
 		html("POST /profile/tokens/{id}/revoke", self, s.tokenRevoke),
 
+		// The caller's own notifications.
+		html("GET /notifications", self, s.notificationsPage),
+		html("POST /notifications/{id}/read", self, s.notificationRead),
+		html("POST /notifications/read-all", self, s.notificationsReadAll),
+		html("GET /notifications/settings", self, s.notificationSettingsPage),
+		html("POST /notifications/settings", self, s.notificationSettingsSubmit),
+		html("GET "+notificationStreamPath, self, s.notificationStream),
+
 		// Administration.
 		html("GET /admin/users", admin, s.usersPage),
 		html("POST /admin/users/{id}/role", admin, s.userRole),
@@ -72,6 +80,13 @@ func (s *Server) routeTable() []route {
 		html("GET /admin/settings", admin, s.settingsPage),
 		html("POST /admin/settings", admin, s.settingsSubmit),
 		html("GET /admin/security-events", admin, s.securityEventsPage),
+		html("GET /settings/webhooks", admin, s.webhooksPage),
+		html("POST /settings/webhooks", admin, s.webhookCreate),
+		html("GET /settings/webhooks/{id}", admin, s.webhookPage),
+		html("POST /settings/webhooks/{id}", admin, s.webhookUpdate),
+		html("POST /settings/webhooks/{id}/test", admin, s.webhookTest),
+		html("POST /settings/webhooks/{id}/rotate-secret", admin, s.webhookRotate),
+		html("POST /settings/webhooks/{id}/delete", admin, s.webhookDelete),
 		html("GET /activity", read, s.activityPage),
 
 		// Servers.
@@ -99,6 +114,11 @@ func (s *Server) routeTable() []route {
 		api("DELETE /api/v1/tokens/{id}", self, s.apiTokenRevoke),
 		api("GET /api/v1/sessions", self, s.apiSessions),
 		api("DELETE /api/v1/sessions/{id}", self, s.apiSessionRevoke),
+		api("GET /api/v1/notifications", self, s.apiNotifications),
+		api("POST /api/v1/notifications/{id}/read", self, s.apiNotificationRead),
+		api("POST /api/v1/notifications/read-all", self, s.apiNotificationsReadAll),
+		api("GET /api/v1/notifications/preferences", self, s.apiNotificationPreferences),
+		api("PUT /api/v1/notifications/preferences", self, s.apiNotificationPreferencesUpdate),
 		api("GET /api/v1/security-events", admin, s.apiSecurityEvents),
 		api("GET /api/v1/activity", read, s.apiActivity),
 		api("GET /api/v1/servers", read, s.apiServers),
@@ -117,6 +137,14 @@ func (s *Server) routeTable() []route {
 		api("GET /api/v1/servers/{id}/audit", read, s.apiServerChecks),
 		api("GET /api/v1/servers/{id}/metrics", read, s.apiServerMetrics),
 		api("GET /api/v1/jobs/{id}", read, s.apiJob),
+		api("GET /api/v1/webhooks", admin, s.apiWebhooks),
+		api("POST /api/v1/webhooks", admin, s.apiWebhookCreate),
+		api("GET /api/v1/webhooks/{id}", admin, s.apiWebhook),
+		api("PATCH /api/v1/webhooks/{id}", admin, s.apiWebhookUpdate),
+		api("DELETE /api/v1/webhooks/{id}", admin, s.apiWebhookDelete),
+		api("POST /api/v1/webhooks/{id}/test", admin, s.apiWebhookTest),
+		api("POST /api/v1/webhooks/{id}/rotate-secret", admin, s.apiWebhookRotate),
+		api("GET /api/v1/webhooks/{id}/deliveries", admin, s.apiWebhookDeliveries),
 
 		// The agents' side of the link.
 		machine("POST "+wire.PathHeartbeat, agent, s.agentHeartbeat),

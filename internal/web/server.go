@@ -15,6 +15,7 @@ import (
 	"upanel/internal/audit"
 	"upanel/internal/auth"
 	"upanel/internal/fleet"
+	"upanel/internal/notify"
 	"upanel/internal/store"
 )
 
@@ -25,6 +26,15 @@ type Deps struct {
 	Auth  *auth.Service
 	Audit *audit.Recorder
 	Fleet *fleet.Service
+	// Notify knows the notification types; it is made from DB and BaseURL
+	// when nil.
+	Notify *notify.Service
+	// Webhooks manages outgoing webhook targets; without it their pages and
+	// API answer 503.
+	Webhooks *notify.Webhooks
+	// Stop closes when the panel shuts down: live streams end then, since
+	// request contexts outlive the shutdown signal.
+	Stop <-chan struct{}
 	// BaseURL is UPANEL_URL.
 	BaseURL *url.URL
 	// TrustedProxies are the peers whose X-Forwarded-For is believed when
@@ -35,8 +45,9 @@ type Deps struct {
 // Server holds what handlers need.
 type Server struct {
 	Deps
-	pages  map[string]*template.Template
-	routes []route
+	pages   map[string]*template.Template
+	routes  []route
+	streams *streams
 }
 
 // New returns the HTTP handler of the panel.
@@ -52,7 +63,10 @@ func newServer(d Deps) (*Server, error) {
 	if d.Log == nil {
 		d.Log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{Deps: d}
+	if d.Notify == nil {
+		d.Notify = notify.New(notify.Options{DB: d.DB, Log: d.Log, BaseURL: d.BaseURL})
+	}
+	s := &Server{Deps: d, streams: newStreams()}
 	pages, err := parsePages()
 	if err != nil {
 		return nil, err

@@ -18,7 +18,9 @@ import (
 	"upanel/internal/browsertest"
 	"upanel/internal/config"
 	"upanel/internal/logging"
+	"upanel/internal/notify"
 	"upanel/internal/panel"
+	"upanel/internal/store"
 )
 
 // The accounts startPanel creates, and the viewer browseServers adds.
@@ -45,7 +47,11 @@ const (
 //   - a viewer sees the pages without any action, cannot open the form to
 //     add a server, and a forged form post of an action, with the viewer's
 //     own session and CSRF token, is refused with 403 and recorded;
-//   - on a phone-sized screen no page is wider than the screen.
+//   - on a phone-sized screen no page is wider than the screen;
+//   - the bell in the header counts the admin's unread notifications and
+//     follows a new one live, without a reload; the notification center
+//     lists it with a link to its server, "Mark all read" takes the bell to
+//     0, and the settings page shows a choice per type (checkLiveBell).
 //
 // Screenshots of every step go to the artifact folder as servers-NN-*.png.
 func browseServers(t testing.TB, p *panelUnderTest, ids ...string) {
@@ -279,6 +285,99 @@ func browseServers(t testing.TB, p *panelUnderTest, ids ...string) {
 		t.Errorf("%s after the viewer's forged delete: %d", first.Name, code)
 	}
 	viewer.Close()
+
+	checkLiveBell(t, admin, p, first)
+}
+
+// checkLiveBell watches the admin's bell while a notification is raised in
+// the panel's database, as the fleet raises them: the count follows over the
+// live stream, with no reload. Then the notification center lists it, "Mark
+// all read" clears the bell, and the settings page offers every type.
+func checkLiveBell(t testing.TB, b *browsertest.Browser, p *panelUnderTest, srv serverView) {
+	t.Helper()
+	// The size of a desktop window again, after the phone-sized checks.
+	b.Run(chromedp.EmulateViewport(1280, 900))
+	b.Navigate("/servers")
+	bell := func() int { return b.EvalInt(`Number(document.getElementById("bell").dataset.count)`) }
+	var list struct {
+		Unread int `json:"unread"`
+	}
+	p.must(http.StatusOK, "GET", "/api/v1/notifications?limit=1", nil, &list)
+	before := bell()
+	if before != list.Unread {
+		t.Errorf("the bell shows %d unread, the API %d", before, list.Unread)
+	}
+	// A mark that a reload would wipe.
+	b.EvalInt(`window.noReload = 7`)
+
+	base, err := url.Parse(p.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	title := "Backup of " + srv.Name + " failed"
+	ctx := context.Background()
+	err = p.db.InTx(ctx, func(tx *store.Tx) error {
+		n, err := notify.New(notify.Options{DB: p.db, BaseURL: base}).Raise(ctx, tx, notify.Event{Type: notify.BackupFailed,
+			Title: title, Message: "The browser test raised this.", SubjectType: "Server", SubjectID: srv.ID})
+		if err == nil && n < 2 {
+			err = fmt.Errorf("raised for %d users, want the admin and the operator", n)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the bell to count the new notification", 15*time.Second, func() bool { return bell() == before+1 })
+	if b.EvalInt(`window.noReload || 0`) != 7 {
+		t.Error("the page reloaded to update the bell")
+	}
+	b.ExpectText("#bell .bell-num", strconv.Itoa(before+1))
+	if got := b.EvalStrings(`[document.title]`); !strings.HasPrefix(got[0], fmt.Sprintf("(%d) Servers", before+1)) {
+		t.Errorf("the title %q does not count the unread", got[0])
+	}
+	b.Shot("bell-live")
+
+	// The notification center: the newest first, linking to its server.
+	b.Follow("#bell")
+	b.ExpectPath("/notifications")
+	b.ExpectText("h1", "Notifications")
+	b.ExpectText("ul.notifications li.unread .n-title a", title)
+	if href := b.EvalStrings(`[document.querySelector("ul.notifications li .n-title a").getAttribute("href")]`); href[0] != "/servers/"+srv.ID {
+		t.Errorf("the notification links to %q", href[0])
+	}
+	if n := b.Count("ul.notifications li.unread"); n != before+1 {
+		t.Errorf("%d unread in the list, the bell said %d", n, before+1)
+	}
+	b.Shot("notifications")
+	b.Submit("#read-all button")
+	b.ExpectPath("/notifications")
+	b.ExpectText(".flash", "marked read")
+	b.WaitJS("the bell at 0", `document.getElementById("bell").dataset.count === "0" && document.querySelector("#bell .bell-count").hidden`)
+	if n := b.Count("ul.notifications li.unread, #read-all"); n != 0 {
+		t.Errorf("after marking all read the list has %d unread items or buttons", n)
+	}
+	if got := b.EvalStrings(`[document.title]`); strings.HasPrefix(got[0], "(") {
+		t.Errorf("the title still counts: %q", got[0])
+	}
+	b.Shot("notifications-read")
+
+	// Settings: a choice per type, the role's default until one is made.
+	b.Follow(`a[href="/notifications/settings"]`)
+	b.ExpectText("h1", "Notification settings")
+	if n := b.Count(`table.prefs input[type="radio"][value="email"]:checked`); n != len(notify.Types()) {
+		t.Errorf("%d types by email for an admin who chose nothing, want all %d", n, len(notify.Types()))
+	}
+	b.Shot("notification-settings")
+
+	phone(b, func() {
+		b.Navigate("/notifications")
+		b.ExpectVisible("#bell")
+		b.Shot("notifications-phone")
+	})
+	phone(b, func() {
+		b.Navigate("/notifications/settings")
+		b.Shot("notification-settings-phone")
+	})
 }
 
 // serverActions are the buttons of a server's page that act on it.

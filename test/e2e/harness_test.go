@@ -15,10 +15,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -27,6 +29,7 @@ import (
 	"upanel/internal/auth"
 	"upanel/internal/config"
 	"upanel/internal/logging"
+	"upanel/internal/mail/mailtest"
 	"upanel/internal/panel"
 	"upanel/internal/store"
 	"upanel/internal/testhost"
@@ -60,6 +63,8 @@ type panelUnderTest struct {
 	operator string // an operator's API token
 	db       *store.DB
 	dataDir  string
+	smtp     *mailtest.Server // the real SMTP server the panel mails through
+	hooks    *receiver        // a webhook receiver on 127.0.0.1
 	log      *syncBuffer
 }
 
@@ -100,9 +105,14 @@ func startPanelInterval(t testing.TB, network *testhost.Network, interval time.D
 	}
 	base := "http://" + ln.Addr().String()
 	dataDir := t.TempDir()
+	smtp := mailtest.Start(t, mailtest.Options{})
 	env := map[string]string{
 		"UPANEL_DATA_DIR": dataDir, "UPANEL_URL": base, "UPANEL_AGENT_DIR": agents,
 		"UPANEL_AGENT_INTERVAL": interval.String(), "UPANEL_ADDR": ln.Addr().String(),
+		"UPANEL_SMTP_URL": smtp.URL(), "UPANEL_MAIL_FROM": "UPanel <upanel@example.com>",
+		// Bursts settle in 2 s instead of 20, and the webhook receiver
+		// listens on 127.0.0.1, which only this flag allows.
+		"UPANEL_NOTIFY_SETTLE": "2s", "UPANEL_WEBHOOK_ALLOW_PRIVATE": "true",
 	}
 	cfg, err := config.FromEnv(func(k string) string { return env[k] })
 	if err != nil {
@@ -111,7 +121,7 @@ func startPanelInterval(t testing.TB, network *testhost.Network, interval time.D
 	if err := cfg.Finish(); err != nil {
 		t.Fatal(err)
 	}
-	p := &panelUnderTest{t: t, url: base, dataDir: dataDir, log: &syncBuffer{}}
+	p := &panelUnderTest{t: t, url: base, dataDir: dataDir, log: &syncBuffer{}, smtp: smtp, hooks: newReceiver(t)}
 	red := logging.NewRedactor()
 	log := logging.New(p.log, "text", slog.LevelDebug, red)
 
@@ -323,4 +333,54 @@ func tailLines(s string, n int) string {
 		ls = ls[len(ls)-n:]
 	}
 	return strings.Join(ls, "\n")
+}
+
+// receiver is a webhook endpoint that keeps what it is sent.
+type receiver struct {
+	url string
+	mu  sync.Mutex
+	got []delivery
+}
+
+type delivery struct {
+	header http.Header
+	body   []byte
+}
+
+func newReceiver(t testing.TB) *receiver {
+	r := &receiver{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		b, _ := io.ReadAll(io.LimitReader(req.Body, 1<<20))
+		r.mu.Lock()
+		r.got = append(r.got, delivery{header: req.Header.Clone(), body: b})
+		r.mu.Unlock()
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(srv.Close)
+	r.url = srv.URL
+	return r
+}
+
+// of returns the deliveries of an event type.
+func (r *receiver) of(eventType string) []delivery {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []delivery
+	for _, d := range r.got {
+		if d.header.Get("X-UPanel-Event") == eventType {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// mailsTo counts the messages to an address whose subject contains text.
+func (p *panelUnderTest) mailsTo(addr, text string) int {
+	n := 0
+	for _, m := range p.smtp.Messages(p.t) {
+		if slices.Contains(m.To, addr) && strings.Contains(m.Subject, text) {
+			n++
+		}
+	}
+	return n
 }

@@ -2,6 +2,10 @@ package e2e
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -54,6 +58,13 @@ func TestServers(t *testing.T) {
 	testhost.Available(t)
 	network := testhost.NewNetwork(t)
 	p := startPanel(t, network)
+	// A chat webhook for server outages, as an admin would add it.
+	var hook struct {
+		ID     string `json:"id"`
+		Secret string `json:"secret"`
+	}
+	p.must(http.StatusCreated, "POST", "/api/v1/webhooks", map[string]any{"name": "ops chat", "url": p.hooks.url + "/hook",
+		"format": "generic", "types": []string{"server_offline", "server_recovered"}}, &hook)
 
 	hostA, sshA, agentA := newVPS(t, network)
 	hostB, sshB, agentB := newVPS(t, network)
@@ -341,11 +352,24 @@ func TestServers(t *testing.T) {
 		if v := p.server(a.ID); v.Status != "online" {
 			t.Errorf("alpha is %s while only bravo stopped", v.Status)
 		}
+		// One mail per subscribed user, read back from the SMTP server, and
+		// one signed webhook delivery.
+		waitFor(t, "the outage mails", 30*time.Second, func() bool {
+			return p.mailsTo("admin@example.com", "bravo is offline") >= 1 && p.mailsTo("operator@example.com", "bravo is offline") >= 1
+		})
+		waitFor(t, "the outage webhook", 30*time.Second, func() bool { return len(p.hooks.of("server_offline")) >= 1 })
+		checkWebhook(t, p.hooks.of("server_offline"), hook.Secret, b.ID)
+
 		hostB.Root(t, "systemctl start upanel-agent\n")
 		waitOnline(t, p, b.ID, 30*time.Second)
 		if n := p.countRows("SELECT COUNT(*) FROM notifications WHERE type = 'server_recovered' AND notifiable_id = ?", b.ID); n != 2 {
 			t.Errorf("%d server_recovered notifications, want 2", n)
 		}
+		waitFor(t, "the recovery mails", 30*time.Second, func() bool {
+			return p.mailsTo("admin@example.com", "bravo is back online") >= 1 && p.mailsTo("operator@example.com", "bravo is back online") >= 1
+		})
+		waitFor(t, "the recovery webhook", 30*time.Second, func() bool { return len(p.hooks.of("server_recovered")) >= 1 })
+		checkWebhook(t, p.hooks.of("server_recovered"), hook.Secret, b.ID)
 		// A flap soon after is the same incident: no new notices.
 		hostB.Root(t, "systemctl stop upanel-agent\n")
 		waitFor(t, "bravo offline again", 30*time.Second, func() bool { return p.server(b.ID).Status == "offline" })
@@ -353,6 +377,44 @@ func TestServers(t *testing.T) {
 		waitOnline(t, p, b.ID, 30*time.Second)
 		if n := p.countRows(offline, b.ID); n != 2 {
 			t.Errorf("a flap added notifications: %d server_offline", n)
+		}
+		// Time for any mail or webhook a bug would add to arrive.
+		time.Sleep(5 * time.Second)
+		for _, addr := range []string{"admin@example.com", "operator@example.com", "viewer@example.com"} {
+			want := 1
+			if addr == "viewer@example.com" {
+				want = 0
+			}
+			if off, back := p.mailsTo(addr, "bravo is offline"), p.mailsTo(addr, "bravo is back online"); off != want || back != want {
+				t.Errorf("%s got %d outage and %d recovery mails, want %d each", addr, off, back, want)
+			}
+		}
+		if off, back := len(p.hooks.of("server_offline")), len(p.hooks.of("server_recovered")); off != 1 || back != 1 {
+			t.Errorf("%d outage and %d recovery webhook deliveries, want 1 each", off, back)
+		}
+		if n := p.countRows("SELECT COUNT(*) FROM notifications WHERE notifiable_id = ? AND email_wanted = ? AND email_sent_at IS NULL", b.ID, true); n != 0 {
+			t.Errorf("%d notifications wanted mail and have no email_sent_at", n)
+		}
+	})
+
+	t.Run("maintenance mode raises nothing", func(t *testing.T) {
+		p := p.with(t)
+		var v serverView
+		p.must(http.StatusOK, "POST", "/api/v1/servers/"+a.ID+"/maintenance", map[string]bool{"enabled": true}, &v)
+		hostA.Root(t, "systemctl stop upanel-agent\n")
+		waitFor(t, "alpha offline", 30*time.Second, func() bool { return p.server(a.ID).Status == "offline" })
+		hostA.Root(t, "systemctl start upanel-agent\n")
+		waitOnline(t, p, a.ID, 30*time.Second)
+		p.must(http.StatusOK, "POST", "/api/v1/servers/"+a.ID+"/maintenance", map[string]bool{"enabled": false}, &v)
+		time.Sleep(5 * time.Second)
+		if n := p.countRows("SELECT COUNT(*) FROM notifications WHERE notifiable_id = ? AND type IN ('server_offline', 'server_recovered')", a.ID); n != 0 {
+			t.Errorf("alpha in maintenance raised %d notifications", n)
+		}
+		if p.mailsTo("admin@example.com", "alpha is") != 0 || len(p.hooks.of("server_offline")) != 1 {
+			t.Error("alpha in maintenance sent mail or a webhook")
+		}
+		if n := p.countRows("SELECT COUNT(*) FROM activity_log WHERE subject_id = ? AND description LIKE 'maintenance mode%'", a.ID); n != 2 {
+			t.Errorf("%d maintenance entries in the activity log, want 2", n)
 		}
 	})
 
@@ -412,4 +474,30 @@ func containsLine(text, line string) bool {
 		}
 	}
 	return false
+}
+
+// checkWebhook checks the one delivery of an event: signed with the secret the
+// panel showed once, and about the server.
+func checkWebhook(t *testing.T, got []delivery, secret, serverID string) {
+	t.Helper()
+	if len(got) != 1 {
+		t.Fatalf("%d deliveries, want 1", len(got))
+	}
+	d := got[0]
+	mac := hmac.New(sha256.New, []byte(secret))
+	mac.Write([]byte(d.header.Get("X-UPanel-Timestamp") + "."))
+	mac.Write(d.body)
+	if want := "sha256=" + hex.EncodeToString(mac.Sum(nil)); !hmac.Equal([]byte(d.header.Get("X-UPanel-Signature")), []byte(want)) {
+		t.Errorf("signature %q does not verify", d.header.Get("X-UPanel-Signature"))
+	}
+	var body struct {
+		Type    string `json:"type"`
+		Subject struct {
+			ID  string `json:"id"`
+			URL string `json:"url"`
+		} `json:"subject"`
+	}
+	if err := json.Unmarshal(d.body, &body); err != nil || body.Subject.ID != serverID || !strings.HasSuffix(body.Subject.URL, "/servers/"+serverID) {
+		t.Errorf("webhook body %s: %v", d.body, err)
+	}
 }
