@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 
@@ -212,7 +213,14 @@ func (s *Service) provision(ctx context.Context, x *job) error {
 	x.srv.AgentCertSHA256 = fp
 
 	x.step("call the agent over mutual TLS")
-	st, err := s.AgentStatus(ctx, x.srv)
+	// The agent was just (re)started: give it a moment to listen.
+	var st *wire.Status
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		if st, err = s.AgentStatus(ctx, x.srv); err == nil || time.Now().After(deadline) || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
 	if err != nil {
 		return fmt.Errorf("agent at %s:%d: %w", x.srv.Host, x.srv.AgentPort, err)
 	}

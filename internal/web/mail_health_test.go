@@ -69,3 +69,19 @@ func TestPrometheusMailHealth(t *testing.T) {
 		}
 	})
 }
+
+func TestDashboardShowsFleetAndMailHealth(t *testing.T) {
+	e := newEnv(t, storetest.Open(t, "sqlite"))
+	e.user("admin@example.com", auth.Admin)
+	e.user("viewer@example.com", auth.Viewer)
+	storetest.Exec(t, e.db, "INSERT INTO mail_outbox (id, kind, to_address, subject, status, updated_at) VALUES (?, 'notification', 'a@example.com', 's', 'failed', ?)", store.NewID(), e.db.Now())
+	admin := e.loggedIn("admin@example.com").get("/dashboard")
+	for _, want := range []string{"No servers yet", "0 unread notifications", "1 email failed in the last 24 hours"} {
+		if !strings.Contains(admin.Body.String(), want) {
+			t.Errorf("admin dashboard lacks %q", want)
+		}
+	}
+	if viewer := e.loggedIn("viewer@example.com").get("/dashboard"); strings.Contains(viewer.Body.String(), "Panel health") {
+		t.Error("a viewer sees the panel's health")
+	}
+}

@@ -12,9 +12,45 @@ import (
 	"upanel/internal/store"
 )
 
+// dashboardData is the fleet at a glance and, for admins, the panel's health.
+type dashboardData struct {
+	Servers                map[string]int // by status
+	Total, Maintenance     int
+	Unread                 int
+	MailFailed, MailQueued int // the last 24 hours; admins only
+}
+
 func (s *Server) dashboard(w http.ResponseWriter, r *http.Request, p *auth.Principal) {
 	pg := s.newPage(w, r, "Dashboard")
 	pg.Nav = "dashboard"
+	ctx := r.Context()
+	d := dashboardData{Servers: map[string]int{}}
+	list, err := s.DB.ListServers(ctx)
+	if err != nil {
+		s.fail(w, r, false, err)
+		return
+	}
+	for _, x := range list {
+		d.Servers[x.Status]++
+		d.Total++
+		if x.MaintenanceSince != nil {
+			d.Maintenance++
+		}
+	}
+	if d.Unread, err = s.DB.UnreadNotifications(ctx, p.User.ID); err != nil {
+		s.fail(w, r, false, err)
+		return
+	}
+	if p.Role == auth.Admin {
+		if d.MailFailed, err = s.DB.MailFailures(ctx, s.DB.Now().Add(-24*time.Hour)); err == nil {
+			d.MailQueued, err = s.DB.MailPending(ctx)
+		}
+		if err != nil {
+			s.fail(w, r, false, err)
+			return
+		}
+	}
+	pg.Data = d
 	s.render(w, r, "dashboard", pg)
 }
 
