@@ -1,6 +1,7 @@
 package fleet
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -201,4 +202,74 @@ func (s *Service) Audit(ctx context.Context, serverID string, a wire.Audit, ip s
 		s.drift(ctx, srv, *srv.SecurityScore, score, a.Checks)
 	}
 	return nil
+}
+
+// AgentCall makes a JSON call to a server's agent over the pinned mutual-TLS
+// link: body (if not nil) is sent as JSON, a 2xx answer is decoded into out
+// (if not nil), at most wire.MaxBody of it. Another status is an error
+// carrying the agent's wire.Error message; a 404 is apperr.NotFound. Calls
+// that wait (a deployment's log poll) set their own deadline through ctx;
+// others get 30 s.
+func (s *Service) AgentCall(ctx context.Context, serverID, method, path string, body, out any) error {
+	srv, err := s.DB.GetServer(ctx, serverID)
+	if err != nil {
+		return err
+	}
+	c, err := s.agentClient(ctx, srv)
+	if err != nil {
+		return err
+	}
+	c.Timeout = 0 // bounded by ctx
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+	}
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		if len(b) > wire.MaxBody {
+			return apperr.New(apperr.Invalid, "the request to the agent is larger than %d bytes", wire.MaxBody)
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, agentURL(srv, path), rd)
+	if err != nil {
+		return err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return apperr.Wrap(err, apperr.Unavailable, "the agent of %s did not answer", srv.Name)
+	}
+	defer resp.Body.Close()
+	lr := io.LimitReader(resp.Body, wire.MaxBody+1)
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		var e wire.Error
+		json.NewDecoder(lr).Decode(&e)
+		msg := e.Error
+		if msg == "" {
+			msg = resp.Status
+		}
+		if resp.StatusCode == http.StatusNotFound {
+			return apperr.New(apperr.NotFound, "agent of %s: %s", srv.Name, msg)
+		}
+		return apperr.New(apperr.Unavailable, "agent of %s: %s", srv.Name, msg)
+	}
+	if out == nil {
+		return nil
+	}
+	b, err := io.ReadAll(lr)
+	if err != nil {
+		return err
+	}
+	if len(b) > wire.MaxBody {
+		return fmt.Errorf("the agent's answer is larger than %d bytes", wire.MaxBody)
+	}
+	return json.Unmarshal(b, out)
 }

@@ -38,6 +38,12 @@ var schemaExtraColumns = map[string][]string{
 	// 024_notification_delivery: whether the user wanted it by email, and
 	// the mail that carries it.
 	"notifications": {"email_wanted", "mail_outbox_id"},
+	// 025_deployments: deploy keys' public halves and pinned git hosts;
+	// app slugs, push-to-deploy hooks and image retention; what triggered a
+	// deployment, the commit asked for, log progress and its job.
+	"git_credentials": {"public_key", "known_hosts"},
+	"apps":            {"slug", "deploy_hook_id", "deploy_hook_secret", "keep_releases"},
+	"deployments":     {"triggered_by", "requested_commit", "log_seq", "job_id"},
 }
 
 // schemaExtraSecretColumns lists store.SecretColumns() entries the seed does not
@@ -47,6 +53,7 @@ var schemaExtraSecretColumns = []store.SecretColumn{
 	{Table: "panel_credentials", Column: "private_key"}, // 023: the key agents pin the panel by
 	{Table: "webhook_targets", Column: "url"},           // 024: chat webhook URLs are credentials
 	{Table: "webhook_targets", Column: "secret"},        // 024: the HMAC signing key
+	{Table: "apps", Column: "deploy_hook_secret"},       // 025: push-to-deploy secret
 }
 
 type schemaProblems []string

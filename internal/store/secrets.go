@@ -32,6 +32,8 @@ var secretColumns = []SecretColumn{
 	// credential) and the HMAC signing secret (024).
 	{"webhook_targets", "url"},
 	{"webhook_targets", "secret"},
+	// Addition: the push-to-deploy HMAC secret or token of an app (025).
+	{"apps", "deploy_hook_secret"},
 }
 
 // SecretColumns returns every encrypted column (a copy).

@@ -7,12 +7,14 @@
 //
 //	1: heartbeat (inventory), metrics batches, security audit reports;
 //	   panel → agent status and audit-now.
+//	2: deployments (start, poll log and state, cancel), compose project
+//	   status/start/stop/restart/logs, git checks (deploy.go).
 package wire
 
 import "time"
 
 // ProtocolVersion is the newest version this build speaks.
-const ProtocolVersion = 1
+const ProtocolVersion = 2
 
 // MaxBody bounds every request body either side accepts.
 const MaxBody = 1 << 20
