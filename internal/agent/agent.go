@@ -30,6 +30,7 @@ type Agent struct {
 	sampler *Sampler
 	buffer  *Buffer
 	auditor *Auditor
+	deploys *Deployer
 
 	mu    sync.Mutex
 	host  wire.Host
@@ -49,6 +50,9 @@ func New(cfg *Config, log *slog.Logger, version string) (*Agent, error) {
 	a := &Agent{cfg: cfg, log: log, version: version, started: time.Now().UTC(), root: "/", panel: p,
 		sampler: NewSampler("/", nil), buffer: NewBuffer(bufferSamples), audit: make(chan struct{}, 1)}
 	a.auditor = &Auditor{Root: "/", DeployRoot: cfg.DeployRoot, ExpectedPorts: cfg.ExpectedPorts}
+	if a.deploys, err = NewDeployer(cfg.DeployRoot, cfg.StateDir, log); err != nil {
+		return nil, err
+	}
 	return a, nil
 }
 
@@ -96,6 +100,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	wg.Go(func() { a.auditLoop(ctx) })
 	a.pushLoop(ctx)
 	wg.Wait()
+	a.deploys.Close()
 	select {
 	case err := <-errc:
 		return err

@@ -60,6 +60,7 @@ func (a *Agent) routes() http.Handler {
 		a.requestAudit()
 		writeJSON(w, http.StatusAccepted, map[string]bool{"accepted": true})
 	})
+	a.deploys.register(mux)
 	return bounded(mux)
 }
 

@@ -8,6 +8,7 @@ package deploy
 import (
 	"log/slog"
 	"net/url"
+	"time"
 
 	"upanel/internal/audit"
 	"upanel/internal/fleet"
@@ -27,11 +28,17 @@ type Options struct {
 	BaseURL *url.URL
 	// Wake tells the job runner a job was enqueued.
 	Wake func()
+	// DeployTimeout bounds one deployment on the agent (default 30 min).
+	DeployTimeout time.Duration
 }
 
 // Service manages apps and deployments.
 type Service struct {
 	Options
+	// logs tells live log viewers of this process that lines were stored.
+	logs *logBroker
+	// timing is how a deployment job paces its calls (run.go).
+	timing runTiming
 }
 
 // New returns the service.
@@ -42,5 +49,8 @@ func New(o Options) *Service {
 	if o.Wake == nil {
 		o.Wake = func() {}
 	}
-	return &Service{Options: o}
+	if o.DeployTimeout <= 0 {
+		o.DeployTimeout = 30 * time.Minute
+	}
+	return &Service{Options: o, logs: newLogBroker(), timing: defaultRunTiming()}
 }

@@ -207,9 +207,10 @@ func (s *Service) Audit(ctx context.Context, serverID string, a wire.Audit, ip s
 // AgentCall makes a JSON call to a server's agent over the pinned mutual-TLS
 // link: body (if not nil) is sent as JSON, a 2xx answer is decoded into out
 // (if not nil), at most wire.MaxBody of it. Another status is an error
-// carrying the agent's wire.Error message; a 404 is apperr.NotFound. Calls
-// that wait (a deployment's log poll) set their own deadline through ctx;
-// others get 30 s.
+// carrying the agent's wire.Error message: a 404 is apperr.NotFound, a
+// refusal of the request (400, 413, 422) Invalid, 409 Conflict, the rest
+// Unavailable. Calls that wait (a deployment's log poll) set their own
+// deadline through ctx; others get 30 s.
 func (s *Service) AgentCall(ctx context.Context, serverID, method, path string, body, out any) error {
 	srv, err := s.DB.GetServer(ctx, serverID)
 	if err != nil {
@@ -256,8 +257,15 @@ func (s *Service) AgentCall(ctx context.Context, serverID, method, path string, 
 		if msg == "" {
 			msg = resp.Status
 		}
-		if resp.StatusCode == http.StatusNotFound {
+		switch resp.StatusCode {
+		case http.StatusNotFound:
 			return apperr.New(apperr.NotFound, "agent of %s: %s", srv.Name, msg)
+		case http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnprocessableEntity:
+			// The agent refused the request itself: sending it again
+			// cannot help.
+			return apperr.New(apperr.Invalid, "agent of %s: %s", srv.Name, msg)
+		case http.StatusConflict:
+			return apperr.New(apperr.Conflict, "agent of %s: %s", srv.Name, msg)
 		}
 		return apperr.New(apperr.Unavailable, "agent of %s: %s", srv.Name, msg)
 	}

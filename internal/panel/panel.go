@@ -18,6 +18,7 @@ import (
 	"upanel/internal/audit"
 	"upanel/internal/auth"
 	"upanel/internal/config"
+	"upanel/internal/deploy"
 	"upanel/internal/fleet"
 	"upanel/internal/jobs"
 	"upanel/internal/logging"
@@ -174,11 +175,21 @@ func Serve(ctx context.Context, cfg config.Config, log *slog.Logger, red *loggin
 	if _, _, err := servers.Identity(ctx); err != nil {
 		return err
 	}
+	apps := deploy.New(deploy.Options{DB: db, Log: log, Recorder: recorder, Notify: notifier, Fleet: servers, BaseURL: cfg.URL, Wake: runner.Wake})
+	runner.Handle(deploy.RunKind, apps.RunHandler())
+	runner.Handle(deploy.ReconcileKind, apps.ReconcileHandler())
+	if err := sched.Every(deploy.ReconcileKind, "*/5 * * * *"); err != nil {
+		return err
+	}
+	runner.Handle(deploy.HookRetentionKind, apps.HookRetention(store.KeepDeployHookDeliveries))
+	if err := sched.Every(deploy.HookRetentionKind, "41 * * * *"); err != nil {
+		return err
+	}
 	if cfg.URL.Scheme == "http" {
 		log.Warn("UPANEL_URL is http: agent tokens and bootstrap commands travel unencrypted; use https outside a test network", "url", cfg.URL.String())
 	}
 
-	handler, err := web.New(web.Deps{DB: db, Log: log, Auth: accounts, Audit: recorder, Fleet: servers, Notify: notifier, Webhooks: webhooks, Stop: ctx.Done(), BaseURL: cfg.URL, TrustedProxies: cfg.TrustedProxies})
+	handler, err := web.New(web.Deps{DB: db, Log: log, Auth: accounts, Audit: recorder, Fleet: servers, Deploy: apps, Notify: notifier, Webhooks: webhooks, Stop: ctx.Done(), BaseURL: cfg.URL, TrustedProxies: cfg.TrustedProxies})
 	if err != nil {
 		return err
 	}

@@ -114,15 +114,19 @@ func (w *statusWriter) status() int {
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // logPath is the request path as logged: the secret of a bootstrap URL
-// (/bootstrap/{token}) is replaced, so the log holds no usable token.
+// (/bootstrap/{token}) and the unguessable id of a push-to-deploy URL
+// (/hooks/deploy/{hookID}) are replaced, so the log holds no usable URL.
 func logPath(path string) string {
-	rest, ok := strings.CutPrefix(path, "/bootstrap/")
-	if !ok {
-		return path
+	for _, prefix := range []string{"/bootstrap/", "/hooks/deploy/"} {
+		rest, ok := strings.CutPrefix(path, prefix)
+		if !ok {
+			continue
+		}
+		_, tail, _ := strings.Cut(rest, "/")
+		if tail != "" {
+			tail = "/" + tail
+		}
+		return prefix + "[redacted]" + tail
 	}
-	_, tail, _ := strings.Cut(rest, "/")
-	if tail != "" {
-		tail = "/" + tail
-	}
-	return "/bootstrap/[redacted]" + tail
+	return path
 }

@@ -227,7 +227,7 @@ func (s *Server) htmlError(w http.ResponseWriter, r *http.Request, status int, m
 func (s *Server) apiError(w http.ResponseWriter, r *http.Request, err error) {
 	status := statusOf(err)
 	if status >= 500 {
-		s.Log.Error("api request failed", "request_id", RequestID(r.Context()), "path", r.URL.Path, "err", err)
+		s.Log.Error("api request failed", "request_id", RequestID(r.Context()), "path", logPath(r.URL.Path), "err", err)
 	}
 	code := apperr.CodeOf(err)
 	var body struct {

@@ -4,6 +4,7 @@ import (
 	"net/http"
 
 	"upanel/internal/auth"
+	"upanel/internal/deploy"
 	"upanel/internal/fleet"
 	"upanel/internal/wire"
 )
@@ -97,6 +98,12 @@ func (s *Server) routeTable() []route {
 		html("POST /servers/{id}/{action}", operate, s.serverAction),
 		machine("GET /bootstrap/{token}", pub, s.bootstrapScript),
 		machine("POST /bootstrap/{token}/host-keys", pub, s.bootstrapReport),
+		// Push-to-deploy: the hook's secret is the authentication.
+		machine("POST /hooks/deploy/{hookID}", pub, s.deployHook),
+
+		// Running apps.
+		html("GET /apps/{id}/running", read, s.appRunningPage),
+		html("POST /apps/{id}/control", operate, s.appControl),
 		api("GET /metrics", read, s.prometheus), // a scrape target: tokens and JSON errors, like the API
 
 		// JSON API.
@@ -137,6 +144,12 @@ func (s *Server) routeTable() []route {
 		api("GET /api/v1/servers/{id}/audit", read, s.apiServerChecks),
 		api("GET /api/v1/servers/{id}/metrics", read, s.apiServerMetrics),
 		api("GET /api/v1/jobs/{id}", read, s.apiJob),
+		api("GET /api/v1/apps/{id}/status", read, s.apiAppStatus),
+		api("POST /api/v1/apps/{id}/start", operate, s.apiAppControl(deploy.ActionStart)),
+		api("POST /api/v1/apps/{id}/stop", operate, s.apiAppControl(deploy.ActionStop)),
+		api("POST /api/v1/apps/{id}/restart", operate, s.apiAppControl(deploy.ActionRestart)),
+		api("GET /api/v1/apps/{id}/logs", read, s.apiAppLogs),
+		api("GET /api/v1/apps/{id}/hook-deliveries", read, s.apiAppHookDeliveries),
 		api("GET /api/v1/webhooks", admin, s.apiWebhooks),
 		api("POST /api/v1/webhooks", admin, s.apiWebhookCreate),
 		api("GET /api/v1/webhooks/{id}", admin, s.apiWebhook),

@@ -58,6 +58,9 @@ var routeAccess = map[string]string{
 	"POST /api/v1/servers/{id}/maintenance": "operate",
 	"POST /api/v1/servers/{id}/audit":       "operate", "GET /api/v1/servers/{id}/audit": "read",
 	"GET /api/v1/servers/{id}/metrics": "read", "GET /api/v1/jobs/{id}": "read",
+	"POST /hooks/deploy/{hookID}": "public", "GET /apps/{id}/running": "read", "POST /apps/{id}/control": "operate",
+	"GET /api/v1/apps/{id}/status": "read", "POST /api/v1/apps/{id}/start": "operate", "POST /api/v1/apps/{id}/stop": "operate",
+	"POST /api/v1/apps/{id}/restart": "operate", "GET /api/v1/apps/{id}/logs": "read", "GET /api/v1/apps/{id}/hook-deliveries": "read",
 	"POST /api/agent/v1/heartbeat": "agent", "POST /api/agent/v1/metrics": "agent", "POST /api/agent/v1/audit": "agent",
 }
 
@@ -219,7 +222,7 @@ func TestRouteRoleMatrix(t *testing.T) {
 		for _, rt := range e.srv.routes {
 			access := routeAccess[rt.pattern]
 			method, path, _ := strings.Cut(rt.pattern, " ")
-			path = strings.NewReplacer("{id}", store.NewID(), "{$}", "", "{token}", "ubt_nothing", "{action}", "provision").Replace(path)
+			path = strings.NewReplacer("{id}", store.NewID(), "{$}", "", "{token}", "ubt_nothing", "{action}", "provision", "{hookID}", strings.Repeat("h", 32)).Replace(path)
 			if path == "/static/" {
 				path = "/static/app.css"
 			}

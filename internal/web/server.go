@@ -14,6 +14,7 @@ import (
 
 	"upanel/internal/audit"
 	"upanel/internal/auth"
+	"upanel/internal/deploy"
 	"upanel/internal/fleet"
 	"upanel/internal/notify"
 	"upanel/internal/store"
@@ -26,6 +27,9 @@ type Deps struct {
 	Auth  *auth.Service
 	Audit *audit.Recorder
 	Fleet *fleet.Service
+	// Deploy manages apps and deployments; without it their pages and API
+	// answer 503.
+	Deploy *deploy.Service
 	// Notify knows the notification types; it is made from DB and BaseURL
 	// when nil.
 	Notify *notify.Service
