@@ -7,7 +7,9 @@
 # window of FLEETBENCH_DURATION (60s) after a 20 s warm-up; FLEETBENCH_AGENTS
 # (e.g. "100,1000") picks the sizes. About 12 minutes in all on 2 cores.
 # Last, the real agent's memory and CPU on a Debian test host over
-# UPANEL_AGENT_BENCH_DURATION (10m); it needs Docker, which it starts.
+# UPANEL_AGENT_BENCH_DURATION (10m), and a deployment of a small app by the
+# panel against the same clone and compose up by hand on such a host
+# (DEPLOY_BENCHTIME iterations, 5x); they need Docker, which it starts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/services.sh
@@ -79,4 +81,8 @@ echo
 echo "# agent footprint on a Debian test host"
 start_docker
 go test -run '^$' -bench 'AgentFootprint' -benchtime 1x -timeout 40m ./test/e2e/ || status=$?
+
+echo
+echo "# deployments on a Debian test host: the panel against the same work by hand"
+go test -run '^$' -bench '^BenchmarkDeploy$' -benchtime "${DEPLOY_BENCHTIME:-5x}" -timeout 40m ./test/e2e/ || status=$?
 exit $status

@@ -66,6 +66,29 @@ var commands = []command{
 		{name: "harden", summary: "queue hardening of a server", run: cmdServerHarden},
 		{name: "delete", summary: "remove a server from the panel (needs --yes)", run: cmdServerDelete},
 	}},
+	{name: "app", summary: "manage apps: settings and environment variables", sub: []command{
+		{name: "list", summary: "list apps", run: cmdAppList},
+		{name: "show", summary: "show an app's settings and env keys (never values)", run: cmdAppShow},
+		{name: "create", summary: "add an app on a server and print its push-to-deploy URL and secret", run: cmdAppCreate},
+		{name: "delete", summary: "remove an app from the panel (needs --yes)", run: cmdAppDelete},
+		{name: "deploy", summary: "queue a deployment of an app (upanel serve runs it)", run: cmdAppDeploy},
+		{name: "env", summary: "set or unset environment variables (values from stdin or a file)", sub: []command{
+			{name: "set", summary: "set variables from KEY=value lines on stdin or in --file", run: cmdAppEnvSet},
+			{name: "unset", summary: "remove variables by name", run: cmdAppEnvUnset},
+		}},
+	}},
+	{name: "credential", summary: "manage git credentials (secrets from stdin or a file)", sub: []command{
+		{name: "list", summary: "list git credentials (never their secrets)", run: cmdCredentialList},
+		{name: "create", summary: "add a git credential: a generated or pasted SSH key, a token, or a user name and password", run: cmdCredentialCreate},
+		{name: "delete", summary: "delete a git credential no app uses", run: cmdCredentialDelete},
+	}},
+	{name: "deployment", summary: "list, follow, cancel and roll back app deployments (upanel serve runs them)", sub: []command{
+		{name: "list", summary: "list an app's deployments, newest first", run: cmdDeploymentList},
+		{name: "show", summary: "show a deployment", run: cmdDeploymentShow},
+		{name: "log", summary: "print a deployment's log (--follow: until it ends)", run: cmdDeploymentLog},
+		{name: "cancel", summary: "cancel a queued or running deployment", run: cmdDeploymentCancel},
+		{name: "rollback", summary: "queue a redeploy of an earlier successful deployment's commit", run: cmdDeploymentRollback},
+	}},
 	{name: "token", summary: "manage API tokens", sub: []command{
 		{name: "create", summary: "create an API token for a user and print it", run: cmdTokenCreate},
 	}},

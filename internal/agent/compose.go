@@ -21,6 +21,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -103,6 +104,12 @@ type containerInfo struct {
 	State    string // created, running, restarting, exited, ...
 	Health   string // healthy, unhealthy, starting, or ""
 	ExitCode int
+	// StartedAt is when it last started; RestartCount how many times its
+	// restart policy restarted it.
+	StartedAt    time.Time
+	RestartCount int
+	// OneShot: restart: "no" and the label upanel.oneshot=true.
+	OneShot  bool
 	Status   string // docker's human status
 	ImageRef string // the image name the container was created from
 	ImageID  string
@@ -150,17 +157,22 @@ func projectContainers(ctx context.Context, project string) ([]containerInfo, er
 		return nil, err
 	}
 	var raw []struct {
-		ID    string `json:"Id"`
-		Name  string
-		Image string
-		State struct {
-			Status   string
-			ExitCode int
-			Health   *struct{ Status string }
+		ID           string `json:"Id"`
+		Name         string
+		Image        string
+		RestartCount int
+		State        struct {
+			Status    string
+			ExitCode  int
+			StartedAt time.Time
+			Health    *struct{ Status string }
 		}
 		Config struct {
 			Image  string
 			Labels map[string]string
+		}
+		HostConfig struct {
+			RestartPolicy struct{ Name string }
 		}
 	}
 	if err := json.Unmarshal(out, &raw); err != nil {
@@ -170,7 +182,10 @@ func projectContainers(ctx context.Context, project string) ([]containerInfo, er
 	for _, r := range raw {
 		c := containerInfo{ID: r.ID, Name: strings.TrimPrefix(r.Name, "/"), Service: r.Config.Labels["com.docker.compose.service"],
 			Number: r.Config.Labels["com.docker.compose.container-number"], OneOff: strings.EqualFold(r.Config.Labels["com.docker.compose.oneoff"], "true"),
-			State: r.State.Status, ExitCode: r.State.ExitCode, Status: status[r.ID], ImageRef: r.Config.Image, ImageID: r.Image}
+			State: r.State.Status, ExitCode: r.State.ExitCode, Status: status[r.ID], ImageRef: r.Config.Image, ImageID: r.Image,
+			StartedAt: r.State.StartedAt, RestartCount: r.RestartCount,
+			OneShot: (r.HostConfig.RestartPolicy.Name == "" || r.HostConfig.RestartPolicy.Name == "no") &&
+				strings.EqualFold(r.Config.Labels[oneShotLabel], "true")}
 		if r.State.Health != nil {
 			c.Health = r.State.Health.Status
 		}
@@ -188,15 +203,69 @@ func projectContainers(ctx context.Context, project string) ([]containerInfo, er
 	return cs, nil
 }
 
-// waitHealthy waits until every container of the project is running, and
-// healthy if it has a healthcheck (a container that exited 0 has done its
-// work), seen so on two checks in a row. A container that exits with an
-// error or turns unhealthy fails the deployment at once.
+// defaultStableWindow is how long a container without a healthcheck must
+// have run, unchanged, before a deployment counts it as up: compose up
+// returns as soon as the containers are started, and a service that fails
+// to reach its database and exits a few seconds later must fail the
+// deployment, not pass it.
+const defaultStableWindow = 10 * time.Second
+
+// oneShotLabel marks a service that is meant to run once and exit 0 (a
+// migration, for example): with restart: "no" and this label set to true, a
+// container that exited 0 is done. Any other container that exits fails the
+// deployment, whatever its exit code: a web service that exits 0 at once
+// serves nothing.
+const oneShotLabel = "upanel.oneshot"
+
+// containerState judges one container after compose up: done (up, or a
+// one-shot that finished), failed (with why), or neither yet (with what it
+// waits for). base is the same container (by service and number) when it
+// was first seen.
+func containerState(c, base containerInfo, now time.Time, window time.Duration) (done bool, failed, waiting string) {
+	switch {
+	case c.ID != base.ID:
+		return false, "was replaced by another container", ""
+	case c.State == "restarting":
+		return false, "is restarting: it exited and its restart policy started it again", ""
+	case c.RestartCount > base.RestartCount || !base.StartedAt.IsZero() && !c.StartedAt.Equal(base.StartedAt):
+		return false, fmt.Sprintf("restarted (%d restarts)", c.RestartCount), ""
+	case c.State == "running" && c.Health == "unhealthy":
+		return false, "is unhealthy", ""
+	case c.State == "exited" && c.ExitCode == 0 && c.OneShot:
+		return true, "", ""
+	case c.State == "exited" && c.ExitCode == 0:
+		return false, fmt.Sprintf("exited with code 0 (only a service with restart: \"no\" and the label %s=true may exit)", oneShotLabel), ""
+	case c.State == "exited" || c.State == "dead":
+		return false, fmt.Sprintf("exited with code %d", c.ExitCode), ""
+	case c.State == "running" && c.Health == "healthy":
+		// A healthcheck stays the criterion of the services that have
+		// one.
+		return true, "", ""
+	case c.State == "running" && c.Health == "":
+		if up := now.Sub(c.StartedAt); up < window {
+			return false, "", fmt.Sprintf("running for %s of %s", up.Truncate(time.Second), window)
+		}
+		return true, "", ""
+	}
+	w := c.State
+	if c.Health != "" {
+		w += ", " + c.Health
+	}
+	return false, "", w
+}
+
+// waitHealthy waits until every container of the project is up: healthy if
+// it has a healthcheck, else running without a restart for the stability
+// window (its State.StartedAt at least that long ago); a one-shot service may
+// have exited 0. A container that restarts (its id, StartedAt or
+// RestartCount changes, or it is restarting), exits, or turns unhealthy
+// fails the deployment at once, with its last output in the log.
 func (d *Deployer) waitHealthy(ctx context.Context, dep *deployment, project string) error {
-	dep.addLine("==> waiting for the services to be running and healthy")
+	dep.addLine(fmt.Sprintf("==> waiting for the services to be running and healthy (running for %s without a restart, where there is no healthcheck)", d.stableWindow))
 	dep.startStep()
 	deadline := time.Now().Add(d.healthTimeout)
-	ready, last := false, ""
+	base := map[string]containerInfo{}
+	last := ""
 	for {
 		cs, err := projectContainers(ctx, project)
 		if ctx.Err() != nil {
@@ -205,6 +274,7 @@ func (d *Deployer) waitHealthy(ctx context.Context, dep *deployment, project str
 		if err != nil {
 			return err
 		}
+		now := time.Now()
 		var waiting, failed []string
 		var failedIDs []containerInfo
 		for _, c := range cs {
@@ -215,21 +285,17 @@ func (d *Deployer) waitHealthy(ctx context.Context, dep *deployment, project str
 			if c.Number != "" && c.Number != "1" {
 				name += " #" + c.Number
 			}
+			b, seen := base[name]
+			if !seen {
+				base[name], b = c, c
+			}
+			done, bad, wait := containerState(c, b, now, d.stableWindow)
 			switch {
-			case c.State == "running" && (c.Health == "" || c.Health == "healthy"):
-			case c.State == "running" && c.Health == "unhealthy":
-				failed = append(failed, name+" is unhealthy")
+			case bad != "":
+				failed = append(failed, name+" "+bad)
 				failedIDs = append(failedIDs, c)
-			case c.State == "exited" && c.ExitCode == 0:
-			case c.State == "exited" || c.State == "dead":
-				failed = append(failed, fmt.Sprintf("%s exited with code %d", name, c.ExitCode))
-				failedIDs = append(failedIDs, c)
-			default:
-				w := name + " (" + c.State
-				if c.Health != "" {
-					w += ", " + c.Health
-				}
-				waiting = append(waiting, w+")")
+			case !done:
+				waiting = append(waiting, name+" ("+wait+")")
 			}
 		}
 		if len(failed) > 0 {
@@ -242,24 +308,21 @@ func (d *Deployer) waitHealthy(ctx context.Context, dep *deployment, project str
 			waiting = append(waiting, "no containers yet")
 		}
 		if len(waiting) == 0 {
-			if ready {
-				for _, c := range cs {
-					if !c.OneOff {
-						dep.addLine(fmt.Sprintf("    %s: %s", c.Service, c.Status))
-					}
+			for _, c := range cs {
+				if !c.OneOff {
+					dep.addLine(fmt.Sprintf("    %s: %s", c.Service, c.Status))
 				}
-				return nil
 			}
-			ready = true
-		} else {
-			ready = false
-			if s := strings.Join(waiting, ", "); s != last {
-				dep.addLine("    waiting for " + s)
-				last = s
-			}
-			if time.Now().After(deadline) {
-				return fmt.Errorf("the services were not up after %s: waiting for %s", d.healthTimeout, last)
-			}
+			return nil
+		}
+		// The countdown of the stability window is not news.
+		s := strings.Join(waiting, ", ")
+		if key := stableKeyRe.ReplaceAllString(s, "running"); key != last {
+			dep.addLine("    waiting for " + s)
+			last = key
+		}
+		if now.After(deadline) {
+			return fmt.Errorf("the services were not up after %s: waiting for %s", d.healthTimeout, s)
 		}
 		select {
 		case <-ctx.Done():
@@ -268,6 +331,9 @@ func (d *Deployer) waitHealthy(ctx context.Context, dep *deployment, project str
 		}
 	}
 }
+
+// stableKeyRe matches the countdown in a waiting line.
+var stableKeyRe = regexp.MustCompile(`running for [^)]* of [^)]*`)
 
 // containerLogTail puts the last lines of a failed container's output in the
 // deployment's log.
@@ -381,25 +447,40 @@ func composeImageNames(project, service string) []string {
 	return []string{project + "_" + service, project + "-" + service}
 }
 
-// retag puts a kept release's images back under the names compose uses.
+// errImageMoved: a release's image name that the project does not own
+// points at another image now.
+var errImageMoved = errors.New("an image name the release used points at another image now")
+
+// retag puts a kept release's images back under the names compose gives the
+// images it builds, <project>_<service> (v1) and <project>-<service> (v2),
+// which belong to the project. Other names (image: postgres:16, or the
+// image: name of a built service) may be shared with other projects on the
+// engine, so they are never moved: if one no longer points at the release's
+// image, retag returns errImageMoved and the release cannot be used as kept.
 func (d *Deployer) retag(ctx context.Context, dep *deployment, project string, r *release) error {
 	for _, svc := range slices.Sorted(maps.Keys(r.Services)) {
 		img := r.Services[svc]
 		if img.Ref == "" || strings.HasPrefix(img.Ref, "sha256:") || strings.Contains(img.Ref, "@") {
 			continue // by id or digest: the image is there as it is
 		}
-		refs := []string{img.Ref}
+		names := composeImageNames(project, svc)
+		if !slices.Contains(names, strings.TrimSuffix(img.Ref, ":latest")) {
+			out, err := dockerOutput(ctx, "image", "inspect", "--format", "{{.Id}}", "--", img.Ref)
+			if err != nil || strings.TrimSpace(string(out)) != img.ID {
+				dep.addLine(fmt.Sprintf("    %s: %s is not the image release %s used, and it is not this project's to move", svc, img.Ref, shortCommit(r.Commit)))
+				return fmt.Errorf("%s: %w", svc, errImageMoved)
+			}
+			dep.addLine(fmt.Sprintf("    %s: %s is still the release's image", svc, img.Ref))
+			continue
+		}
 		// A built image's name depends on the compose version; give it
 		// both, in case compose changed since.
-		if names := composeImageNames(project, svc); slices.Contains(names, strings.TrimSuffix(img.Ref, ":latest")) {
-			refs = names
-		}
-		for _, ref := range refs {
+		for _, ref := range names {
 			if _, err := dockerOutput(ctx, "image", "tag", img.Tag, ref); err != nil {
 				return fmt.Errorf("retag %s: %s", svc, err)
 			}
 		}
-		dep.addLine(fmt.Sprintf("    %s: %s → %s", svc, img.Tag, strings.Join(refs, ", ")))
+		dep.addLine(fmt.Sprintf("    %s: %s → %s", svc, img.Tag, strings.Join(names, ", ")))
 	}
 	return nil
 }

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
@@ -80,6 +81,7 @@ type Deployer struct {
 	// Tests adjust these.
 	gitEnv        []string      // added to every git command's environment
 	healthTimeout time.Duration // how long services may take to be up
+	stableWindow  time.Duration // defaultStableWindow
 	pollInterval  time.Duration // between container state checks
 }
 
@@ -101,13 +103,15 @@ func NewDeployer(deployRoot, stateDir string, log *slog.Logger) (*Deployer, erro
 	if err := os.MkdirAll(tmp, 0o700); err != nil {
 		return nil, fmt.Errorf("deployments: %w", err)
 	}
-	if err := os.MkdirAll(filepath.Join(stateDir, "releases"), 0o700); err != nil {
-		return nil, fmt.Errorf("deployments: %w", err)
+	for _, sub := range []string{"releases", "repos"} {
+		if err := os.MkdirAll(filepath.Join(stateDir, sub), 0o700); err != nil {
+			return nil, fmt.Errorf("deployments: %w", err)
+		}
 	}
 	ctx, stop := context.WithCancelCause(context.Background())
 	return &Deployer{root: deployRoot, stateDir: stateDir, log: log, journal: j, base: ctx, stop: stop,
 		slots: make(chan struct{}, maxRunning), active: map[string]*deployment{}, locks: map[string]chan struct{}{},
-		healthTimeout: 5 * time.Minute, pollInterval: time.Second}, nil
+		healthTimeout: 5 * time.Minute, stableWindow: defaultStableWindow, pollInterval: time.Second}, nil
 }
 
 // Close stops the running deployments (they end failed, "the agent stopped
@@ -188,6 +192,18 @@ func (dep *deployment) update(j *journal, f func(s *wire.DeployState)) {
 		dep.writeLine("==> could not write the deployment journal: " + err.Error())
 	}
 	dep.notify()
+}
+
+// markUpStarted notes in the journal that the containers may change from
+// here on: an agent that dies before the end cannot say that the previous
+// release still runs.
+func (dep *deployment) markUpStarted(j *journal) {
+	dep.mu.Lock()
+	defer dep.mu.Unlock()
+	dep.rec.UpStarted = true
+	if err := j.write(&dep.rec); err != nil {
+		dep.writeLine("==> could not write the deployment journal: " + err.Error())
+	}
 }
 
 func (dep *deployment) state() wire.DeployState {
@@ -289,7 +305,10 @@ func (d *Deployer) finish(ctx context.Context, dep *deployment, err error) {
 	if err != nil {
 		status = wire.DeployFailed
 		cause := context.Cause(ctx)
+		var own *ownFailure
 		switch {
+		case errors.As(err, &own):
+			msg = own.Error()
 		case ctx.Err() != nil && errors.Is(cause, errCancelled):
 			status, msg = wire.DeployCancelled, errCancelled.Error()
 		case ctx.Err() != nil && errors.Is(cause, errTimedOut):
@@ -298,6 +317,9 @@ func (d *Deployer) finish(ctx context.Context, dep *deployment, err error) {
 			msg = errAgentStopping.Error()
 		default:
 			msg = err.Error()
+		}
+		if dep.state().RestoreFailed {
+			msg += "; " + restoreFailedMessage
 		}
 		msg = truncateRunes(dep.mask.mask(msg), 2000)
 	}
@@ -435,7 +457,6 @@ func (d *Deployer) cancelDeployment(id string) (wire.DeployState, bool) {
 var (
 	projectRe     = regexp.MustCompile(`^upanel-[a-z0-9-]{1,50}-(production|staging)$`)
 	composeFileRe = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]{0,99}$`)
-	branchRe      = regexp.MustCompile(`^[A-Za-z0-9._/-]{1,200}$`)
 	commitRe      = regexp.MustCompile(`^[0-9a-f]{40}$`)
 	envKeyRe      = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 )
@@ -460,8 +481,8 @@ func (d *Deployer) validate(req *wire.DeployRequest) (string, error) {
 		errs = append(errs, err)
 	}
 	req.Commit = strings.ToLower(req.Commit)
-	if req.Commit != "" && !commitRe.MatchString(req.Commit) {
-		errs = append(errs, errors.New("commit must be 40 hexadecimal digits"))
+	if req.Commit != "" && !wire.IsCommitID(req.Commit) {
+		errs = append(errs, errors.New("commit must be a whole commit id: 40 hexadecimal digits"))
 	}
 	if err := checkGitSource(req.Git); err != nil {
 		errs = append(errs, err)
@@ -487,32 +508,31 @@ func (d *Deployer) validate(req *wire.DeployRequest) (string, error) {
 	return resolveAppDir(d.root, req.Dir)
 }
 
-// checkBranch accepts branch names git accepts, less the ones an argv could
-// take for an option.
+// checkBranch accepts the branch names the panel accepts
+// (wire.BranchProblem): what git check-ref-format --branch accepts, less a
+// leading '-', "@", and shell metacharacters.
 func checkBranch(b string) error {
-	if !branchRe.MatchString(b) || strings.HasPrefix(b, "-") || strings.HasPrefix(b, "/") || strings.HasSuffix(b, "/") ||
-		strings.Contains(b, "..") || strings.Contains(b, "//") || strings.Contains(b, "/.") || strings.HasPrefix(b, ".") ||
-		strings.HasSuffix(b, ".") || strings.HasSuffix(b, ".lock") {
-		return errors.New("branch is not a valid branch name")
+	if msg := wire.BranchProblem(b); msg != "" {
+		return errors.New(msg)
 	}
 	return nil
 }
 
 // checkEnv: keys are shell-style names; values are written raw to .env, one
-// KEY=value line each, so they may hold neither NUL, CR nor LF.
+// KEY=value line each, and must be ones docker compose reads back unchanged
+// (wire.EnvValueProblem, as the panel checks).
 func checkEnv(env map[string]string) error {
-	var bad []string
-	for k, v := range env {
+	var errs []string
+	for _, k := range slices.Sorted(maps.Keys(env)) {
 		if !envKeyRe.MatchString(k) || len(k) > 200 {
 			return fmt.Errorf("env: %q is not a valid variable name (letters, digits and _, not starting with a digit)", truncateRunes(k, 40))
 		}
-		if strings.ContainsAny(v, "\x00\r\n") {
-			bad = append(bad, k)
+		if msg := wire.EnvValueProblem(env[k]); msg != "" {
+			errs = append(errs, "the value of "+k+" "+msg)
 		}
 	}
-	if len(bad) > 0 {
-		slices.Sort(bad)
-		return fmt.Errorf("env: the values of %s contain a NUL, CR or LF character, which a .env file cannot hold", strings.Join(bad, ", "))
+	if len(errs) > 0 {
+		return errors.New("env: " + strings.Join(errs, "; "))
 	}
 	return nil
 }
@@ -552,6 +572,7 @@ func (d *Deployer) deploy(ctx context.Context, dep *deployment) error {
 		return err
 	}
 	defer cleanup()
+	g.gitDir, g.workTree = d.repoDir(req.Project), dir
 
 	var p progress
 	p.prevHead = d.currentHead(ctx, g, dir)
@@ -559,11 +580,26 @@ func (d *Deployer) deploy(ctx context.Context, dep *deployment) error {
 		p.prevEnv, p.hadEnv = b, true
 	}
 	err = d.deploySteps(ctx, dep, g, &p)
-	if err != nil && p.checkedOut {
-		d.putBack(dep, g, &p)
+	if err == nil {
+		return nil
+	}
+	// A step that failed by itself, before any cancel or stop: one that
+	// comes while the previous release is put back does not hide it.
+	if ctx.Err() == nil {
+		err = &ownFailure{err}
+	}
+	if p.checkedOut && !d.putBack(dep, g, &p) {
+		dep.update(d.journal, func(s *wire.DeployState) { s.RestoreFailed = true })
 	}
 	return err
 }
+
+// ownFailure is a deployment that failed by itself, not by a cancel, a
+// timeout or the agent stopping.
+type ownFailure struct{ err error }
+
+func (e *ownFailure) Error() string { return e.err.Error() }
+func (e *ownFailure) Unwrap() error { return e.err }
 
 func (d *Deployer) deploySteps(ctx context.Context, dep *deployment, g *gitRunner, p *progress) error {
 	req := dep.req
@@ -598,20 +634,34 @@ func (d *Deployer) deploySteps(ctx context.Context, dep *deployment, g *gitRunne
 		return err
 	}
 	dep.addLine("==> services: " + strings.Join(strings.Fields(services), ", "))
-	reuse := d.findRelease(ctx, req.Project, commit)
+	// Only a deployment of a named commit (a rollback) reuses the kept
+	// images of that release; a deployment of the branch head always builds,
+	// so that it picks up new base images and build arguments.
+	var reuse *release
+	if req.Commit != "" {
+		reuse = d.findRelease(ctx, req.Project, commit)
+	}
 	if reuse != nil {
 		dep.addLine("==> reusing images of release " + commit)
-		if err := d.retag(ctx, dep, req.Project, reuse); err != nil {
+		err := d.retag(ctx, dep, req.Project, reuse)
+		switch {
+		case errors.Is(err, errImageMoved):
+			dep.addLine("==> the kept images cannot be used as they are: building instead")
+			reuse = nil
+		case err != nil:
 			return err
+		default:
+			dep.update(d.journal, func(s *wire.DeployState) { s.Rebuilt = false })
 		}
-		dep.update(d.journal, func(s *wire.DeployState) { s.Rebuilt = false })
-	} else {
+	}
+	if reuse == nil {
 		dep.update(d.journal, func(s *wire.DeployState) { s.Rebuilt = true })
 		if err := d.compose(ctx, dep, cc, req.Project, dir, req.ComposeFile, "build"); err != nil {
 			return err
 		}
 	}
 	p.upStarted = true
+	dep.markUpStarted(d.journal)
 	if err := d.compose(ctx, dep, cc, req.Project, dir, req.ComposeFile, "up", "-d", "--remove-orphans", "--no-build"); err != nil {
 		return err
 	}
@@ -628,9 +678,15 @@ func (d *Deployer) deploySteps(ctx context.Context, dep *deployment, g *gitRunne
 
 // putBack undoes what a failed or cancelled deployment changed: before the
 // containers were touched, the checkout and .env; after, the whole previous
-// release when its images are still there.
-func (d *Deployer) putBack(dep *deployment, g *gitRunner, p *progress) {
-	ctx, cancel := context.WithTimeout(d.base, recoverTimeout)
+// release when its images are still there. It reports false when the
+// containers were changed and the previous release (if there was one) is not
+// running again.
+//
+// It runs whatever ended the deployment, the agent stopping included: its
+// context is the agent's without the cancel, bounded by recoverTimeout, and
+// Close waits for it (it runs in the deployment's goroutine).
+func (d *Deployer) putBack(dep *deployment, g *gitRunner, p *progress) bool {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(d.base), recoverTimeout)
 	defer cancel()
 	req := dep.req
 	dir := dep.rec.Dir
@@ -664,31 +720,36 @@ func (d *Deployer) putBack(dep *deployment, g *gitRunner, p *progress) {
 		} else {
 			dep.addLine("==> the previous release keeps running")
 		}
-		return
+		return true
 	}
 	prev := d.newestRelease(req.Project)
 	if prev == nil {
-		dep.addLine("==> there is no earlier release to return to")
-		return
+		if p.prevHead == "" {
+			dep.addLine("==> there is no earlier release to return to")
+			return true
+		}
+		dep.addLine("==> the previous release " + shortCommit(p.prevHead) + " kept no images; the project is left as it is")
+		return false
 	}
 	if !d.releasePresent(ctx, prev) {
 		dep.addLine("==> the images of the previous release " + shortCommit(prev.Commit) + " are gone; the project is left as it is")
-		return
+		return false
 	}
 	dep.addLine("==> returning to the previous release " + prev.Commit)
 	dep.startStep()
 	if !restoreTree(prev.Commit) {
-		return
+		return false
 	}
 	if err := d.retag(ctx, dep, req.Project, prev); err != nil {
 		dep.addLine("==> could not return to the previous release: " + err.Error())
-		return
+		return false
 	}
 	if err := d.compose(ctx, dep, p.compose, req.Project, dir, req.ComposeFile, "up", "-d", "--remove-orphans", "--no-build"); err != nil {
 		dep.addLine("==> could not return to the previous release: " + err.Error())
-		return
+		return false
 	}
 	dep.addLine("==> the previous release " + shortCommit(prev.Commit) + " is running again")
+	return true
 }
 
 // --- .env ---
@@ -766,6 +827,10 @@ func runProc(ctx context.Context, p procSpec, stdout, stderr io.Writer) error {
 		return err
 	}
 	pid := c.Process.Pid
+	// The agent's unit lowers its OOM score (OOMScoreAdjust); its children
+	// (git, compose) go back to 0, so that when the unit's memory runs out
+	// the OOM killer takes them rather than the agent. Best effort.
+	os.WriteFile("/proc/"+strconv.Itoa(pid)+"/oom_score_adj", []byte("0\n"), 0)
 	exited := make(chan struct{})
 	go func() {
 		select {

@@ -83,8 +83,16 @@ func TestValidateRequest(t *testing.T) {
 		"unknown cred":    {func(r *wire.DeployRequest) { r.Git.CredentialType = "oauth" }, "credential_type"},
 		"env key":         {func(r *wire.DeployRequest) { r.Env = map[string]string{"1A": "x"} }, "variable name"},
 		"env key dash":    {func(r *wire.DeployRequest) { r.Env = map[string]string{"A-B": "x"} }, "variable name"},
-		"env newline":     {func(r *wire.DeployRequest) { r.Env = map[string]string{"A": "x\ny"} }, "NUL, CR or LF"},
-		"env nul":         {func(r *wire.DeployRequest) { r.Env = map[string]string{"A": "x\x00"} }, "NUL, CR or LF"},
+		"env newline":     {func(r *wire.DeployRequest) { r.Env = map[string]string{"A": "x\ny"} }, "line break or NUL"},
+		"env nul":         {func(r *wire.DeployRequest) { r.Env = map[string]string{"A": "x\x00"} }, "line break or NUL"},
+		"env dollar":      {func(r *wire.DeployRequest) { r.Env = map[string]string{"A": "p@ss$word1"} }, "value of A contains $"},
+		"env quoted":      {func(r *wire.DeployRequest) { r.Env = map[string]string{"PW": `"S3cret"`} }, "value of PW starts or ends with a quote"},
+		"env spaced":      {func(r *wire.DeployRequest) { r.Env = map[string]string{"A": " x"} }, "whitespace"},
+		"env comment":     {func(r *wire.DeployRequest) { r.Env = map[string]string{"A": "abc #tail"} }, "followed by #"},
+		"env control":     {func(r *wire.DeployRequest) { r.Env = map[string]string{"A": "sec\x01ret"} }, "control character"},
+		"branch shell":    {func(r *wire.DeployRequest) { r.Branch = "a;b" }, "branch"},
+		"branch at":       {func(r *wire.DeployRequest) { r.Branch = "@" }, "branch"},
+		"commit sha256":   {func(r *wire.DeployRequest) { r.Commit = strings.Repeat("a", 64) }, "commit"},
 		"keep":            {func(r *wire.DeployRequest) { r.KeepReleases = 51 }, "keep_releases"},
 		"timeout":         {func(r *wire.DeployRequest) { r.TimeoutSeconds = -1 }, "timeout_seconds"},
 		"dir relative":    {func(r *wire.DeployRequest) { r.Dir = "apps/shop" }, "absolute"},
@@ -102,6 +110,16 @@ func TestValidateRequest(t *testing.T) {
 				t.Fatalf("err = %v, want one about %q", err, tc.want)
 			}
 		})
+	}
+	// Branches the panel accepts (wire.BranchProblem) are accepted here
+	// too, and values with a TAB or a # not after a space.
+	for _, br := range []string{"renovate/foo@2", "feature/é", "fix+1", "a,b=c!d%e#f"} {
+		r := validRequest(d)
+		r.Branch = br
+		r.Env = map[string]string{"A": "a\tb", "B": "x#y", "C": "it's"}
+		if _, err := d.validate(&r); err != nil {
+			t.Errorf("branch %q: %v", br, err)
+		}
 	}
 	// Accepted URL forms.
 	for _, u := range []string{"https://github.com/acme/app.git", "https://git.example.com:8443/a/b", "ssh://git@github.com/acme/app.git",
@@ -276,5 +294,86 @@ func TestWriteEnvFile(t *testing.T) {
 	}
 	if v := envValues(b); len(v) != 2 || v[0] != "x=y#z" {
 		t.Fatalf("values %q", v)
+	}
+}
+
+// After compose up, a container counts as up only when it is healthy (with
+// a healthcheck) or has run for the stability window without a restart; a
+// restart, a restart loop, an exit (0 included, but for a one-shot service)
+// or unhealthiness fails the deployment.
+func TestContainerState(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	window := 10 * time.Second
+	started := now.Add(-3 * time.Second)
+	base := containerInfo{ID: "c1", State: "running", StartedAt: started}
+	with := func(f func(c *containerInfo)) containerInfo {
+		c := base
+		f(&c)
+		return c
+	}
+	for name, tc := range map[string]struct {
+		c       containerInfo
+		base    containerInfo
+		done    bool
+		failed  string
+		waiting string
+	}{
+		"running, too recently":     {c: base, base: base, waiting: "running for 3s of 10s"},
+		"running long enough":       {c: with(func(c *containerInfo) { c.StartedAt = now.Add(-11 * time.Second) }), base: with(func(c *containerInfo) { c.StartedAt = now.Add(-11 * time.Second) }), done: true},
+		"healthy at once":           {c: with(func(c *containerInfo) { c.Health = "healthy" }), base: base, done: true},
+		"health starting":           {c: with(func(c *containerInfo) { c.Health = "starting"; c.StartedAt = now.Add(-time.Minute) }), base: with(func(c *containerInfo) { c.StartedAt = now.Add(-time.Minute) }), waiting: "running, starting"},
+		"unhealthy":                 {c: with(func(c *containerInfo) { c.Health = "unhealthy" }), base: base, failed: "unhealthy"},
+		"restarting":                {c: with(func(c *containerInfo) { c.State = "restarting" }), base: base, failed: "restarting"},
+		"restart count grew":        {c: with(func(c *containerInfo) { c.RestartCount = 1 }), base: base, failed: "restarted"},
+		"started again":             {c: with(func(c *containerInfo) { c.StartedAt = now.Add(-time.Second) }), base: base, failed: "restarted"},
+		"replaced":                  {c: with(func(c *containerInfo) { c.ID = "c2" }), base: base, failed: "replaced"},
+		"exited 1":                  {c: with(func(c *containerInfo) { c.State, c.ExitCode = "exited", 1 }), base: base, failed: "exited with code 1"},
+		"exited 0, not one-shot":    {c: with(func(c *containerInfo) { c.State = "exited" }), base: base, failed: "exited with code 0"},
+		"exited 0, one-shot":        {c: with(func(c *containerInfo) { c.State, c.OneShot = "exited", true }), base: base, done: true},
+		"one-shot exited 2":         {c: with(func(c *containerInfo) { c.State, c.ExitCode, c.OneShot = "exited", 2, true }), base: base, failed: "exited with code 2"},
+		"created, then started":     {c: base, base: with(func(c *containerInfo) { c.State, c.StartedAt = "created", time.Time{} }), waiting: "running for"},
+		"created":                   {c: with(func(c *containerInfo) { c.State, c.StartedAt = "created", time.Time{} }), base: with(func(c *containerInfo) { c.State, c.StartedAt = "created", time.Time{} }), waiting: "created"},
+		"dead":                      {c: with(func(c *containerInfo) { c.State, c.ExitCode = "dead", 137 }), base: base, failed: "exited with code 137"},
+		"running with old restarts": {c: with(func(c *containerInfo) { c.RestartCount = 2; c.StartedAt = now.Add(-time.Hour) }), base: with(func(c *containerInfo) { c.RestartCount = 2; c.StartedAt = now.Add(-time.Hour) }), done: true},
+	} {
+		done, failed, waiting := containerState(tc.c, tc.base, now, window)
+		if done != tc.done || (tc.failed == "") != (failed == "") || !strings.Contains(failed, tc.failed) || !strings.Contains(waiting, tc.waiting) || (tc.waiting == "") != (waiting == "") {
+			t.Errorf("%s: done %v, failed %q, waiting %q", name, done, failed, waiting)
+		}
+	}
+}
+
+// A deployment that failed by itself stays failed when a cancel comes while
+// the previous release is put back; one that was cancelled ends cancelled;
+// either says so when the previous release could not be restored.
+func TestFinishKeepsTheFailure(t *testing.T) {
+	d := newTestDeployer(t)
+	for i, tc := range []struct {
+		err           error
+		restoreFailed bool
+		status, msg   string
+	}{
+		{&ownFailure{errors.New("docker-compose build failed")}, false, wire.DeployFailed, "docker-compose build failed"},
+		{&ownFailure{errors.New("web exited with code 1")}, true, wire.DeployFailed, "web exited with code 1; " + restoreFailedMessage},
+		{errCancelled, false, wire.DeployCancelled, errCancelled.Error()},
+		{errCancelled, true, wire.DeployCancelled, errCancelled.Error() + "; " + restoreFailedMessage},
+	} {
+		id := testULID(50 + i)
+		dep := &deployment{mask: newMasker(nil), done: make(chan struct{}), changed: make(chan struct{}),
+			rec:  journalRecord{State: wire.DeployState{ID: id, Status: wire.DeployRunning, RestoreFailed: tc.restoreFailed}, Project: "upanel-x-production"},
+			path: d.journal.logPath(id)}
+		f, err := os.OpenFile(dep.path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dep.logf = f
+		// The cancel came during the restore.
+		ctx, cancel := context.WithCancelCause(context.Background())
+		cancel(errCancelled)
+		d.finish(ctx, dep, tc.err)
+		st := dep.state()
+		if st.Status != tc.status || st.Error != tc.msg {
+			t.Errorf("%d: %s %q, want %s %q", i, st.Status, st.Error, tc.status, tc.msg)
+		}
 	}
 }

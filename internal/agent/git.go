@@ -13,13 +13,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"upanel/internal/wire"
@@ -41,6 +44,8 @@ var gitHardening = []string{
 	"-c", "submodule.recurse=false",
 	"-c", "gc.autoDetach=false",
 	"-c", "advice.detachedHead=false",
+	// A redirect could lead git, and the credential, to another host.
+	"-c", "http.followRedirects=false",
 }
 
 // gitRunner is the environment of git commands for one repository.
@@ -48,10 +53,19 @@ type gitRunner struct {
 	url string
 	tmp string   // private: HOME and the credential files
 	env []string // beyond commandEnv
+	// gitDir and workTree, when set, are a deployment's repository: a bare
+	// repository in the agent's state dir (see repoDir) and the checkout.
+	// Nothing in the checkout, which containers may bind-mount and write,
+	// is read by git as its own: no .git/config, hooks or objects.
+	gitDir, workTree string
 }
 
 func (g *gitRunner) args(args ...string) []string {
-	return append(append([]string{}, gitHardening...), args...)
+	a := append([]string{}, gitHardening...)
+	if g.gitDir != "" {
+		a = append(a, "--git-dir="+g.gitDir, "--work-tree="+g.workTree)
+	}
+	return append(a, args...)
 }
 
 // newGit prepares the credential files of src. cleanup removes them; call it
@@ -127,7 +141,11 @@ func (g *gitRunner) setCredential(src wire.GitSource) error {
 	if err != nil {
 		return err
 	}
-	script := askpassScript(cat, u, pw)
+	ru, err := url.Parse(src.URL)
+	if err != nil || ru.Host == "" {
+		return errors.New("git: the https URL has no host")
+	}
+	script := askpassScript(cat, u, pw, ru.Host, user)
 	p := filepath.Join(g.tmp, "askpass")
 	if err := os.WriteFile(p, []byte(script), 0o700); err != nil {
 		return err
@@ -150,11 +168,19 @@ func sshCommand(ssh, keyFile, knownHosts string) string {
 	return strings.Join(parts, " ")
 }
 
-// askpassScript prints the username or the password, by git's prompt
-// ("Username for ...", "Password for ...").
-func askpassScript(cat, userFile, passwordFile string) string {
-	return "#!/bin/sh\ncase \"$1\" in\n[Uu]sername*) exec " + shellQuote(cat) + " " + shellQuote(userFile) +
-		" ;;\n*) exec " + shellQuote(cat) + " " + shellQuote(passwordFile) + " ;;\nesac\n"
+// askpassScript prints the username or the password, by git's prompt, and
+// only for the repository's host: "Username for 'https://<host>': " and
+// "Password for 'https://<user>@<host>': " (host as in the URL, with its
+// port). Any other prompt (another host, reached through a redirect or a
+// rewritten URL) gets nothing and a failure, so the credential goes nowhere
+// else. The host and user are quoted, so that they match literally.
+func askpassScript(cat, userFile, passwordFile, host, user string) string {
+	q := func(s string) string { return shellQuote(s) }
+	return "#!/bin/sh\ncase \"$1\" in\n" +
+		q("Username for 'https://"+host+"'") + "*) exec " + q(cat) + " " + q(userFile) + " ;;\n" +
+		q("Password for 'https://"+user+"@"+host+"'") + "*|" + q("Password for 'https://"+host+"'") + "*) exec " +
+		q(cat) + " " + q(passwordFile) + " ;;\n" +
+		"*) echo 'upanel: refusing a credential prompt for another host' >&2; exit 1 ;;\nesac\n"
 }
 
 // normalizeLines ends every line with LF, as ssh wants of keys.
@@ -272,16 +298,42 @@ func gitCapture(ctx context.Context, g *gitRunner, dir string, args ...string) (
 	return strings.TrimSpace(out.String()), nil
 }
 
-// currentHead is the commit checked out in dir, or "".
+// repoDir is the bare repository of a project's deployments, in the
+// agent's state dir: out of the deploy tree, which containers may
+// bind-mount, so that none of git's config, hooks or objects can be planted
+// there.
+func (d *Deployer) repoDir(project string) string {
+	return filepath.Join(d.stateDir, "repos", project+".git")
+}
+
+// currentHead is the commit checked out in g's work tree, or "".
 func (d *Deployer) currentHead(ctx context.Context, g *gitRunner, dir string) string {
-	if fi, err := os.Lstat(filepath.Join(dir, ".git")); err != nil || !fi.IsDir() {
-		return ""
+	if fi, err := os.Lstat(g.gitDir); err != nil || !fi.IsDir() {
+		return legacyHead(dir)
 	}
 	head, err := gitCapture(ctx, g, dir, "rev-parse", "--verify", "-q", "HEAD^{commit}")
 	if err != nil || !commitRe.MatchString(head) {
 		return ""
 	}
 	return head
+}
+
+// legacyHead is the detached HEAD of the .git an older agent kept inside
+// dir, or "". It is read as text, never by git: that .git is not trusted.
+func legacyHead(dir string) string {
+	if fi, err := os.Lstat(filepath.Join(dir, ".git")); err != nil || !fi.IsDir() {
+		return ""
+	}
+	f, err := os.OpenFile(filepath.Join(dir, ".git", "HEAD"), os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	b, _ := io.ReadAll(io.LimitReader(f, 100))
+	if h := strings.TrimSpace(string(b)); commitRe.MatchString(h) {
+		return h
+	}
+	return ""
 }
 
 func hasCommit(ctx context.Context, g *gitRunner, dir, commit string) bool {
@@ -295,22 +347,42 @@ func (d *Deployer) checkout(ctx context.Context, dep *deployment, g *gitRunner, 
 	step := func(show []string, args ...string) error {
 		return d.runStep(ctx, dep, procSpec{name: "git", args: g.args(args...), show: append([]string{"git"}, show...), dir: dir, env: g.env})
 	}
-	fi, err := os.Lstat(filepath.Join(dir, ".git"))
+	if g.gitDir == "" {
+		return "", "", errors.New("internal error: no repository for the checkout")
+	}
+	// A .git in the tree is an older agent's repository, or planted by a
+	// container: git never uses it (g.args names the repository), and it
+	// goes, so that nothing mistakes it for the checkout's.
+	if _, err := os.Lstat(filepath.Join(dir, ".git")); err == nil {
+		dep.addLine("==> removing " + filepath.Join(dir, ".git") + ": the repository lives in the agent's state dir now")
+		if err := os.RemoveAll(filepath.Join(dir, ".git")); err != nil {
+			return "", "", fmt.Errorf("remove %s/.git: %w", dir, err)
+		}
+	}
+	fi, err := os.Lstat(g.gitDir)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		dep.addLine("==> new repository in " + dir)
-		if err := step([]string{"init"}, "init", "-q"); err != nil {
+		dep.addLine("==> new repository for " + dir)
+		if err := os.MkdirAll(filepath.Dir(g.gitDir), 0o700); err != nil {
+			return "", "", err
+		}
+		err := d.runStep(ctx, dep, procSpec{name: "git", args: append(slices.Clone(gitHardening), "init", "-q", "--bare", "--", g.gitDir),
+			show: []string{"git", "init", "--bare", g.gitDir}, dir: filepath.Dir(g.gitDir), env: g.env})
+		if err != nil {
+			return "", "", err
+		}
+		if err := os.Chmod(g.gitDir, 0o700); err != nil {
 			return "", "", err
 		}
 	case err != nil:
 		return "", "", err
 	case !fi.IsDir():
-		return "", "", fmt.Errorf("%s/.git is not a directory", dir)
+		return "", "", fmt.Errorf("%s is not a directory", g.gitDir)
 	}
 	remoteRef := "refs/remotes/origin/" + branch
 	branchSpec := "+refs/heads/" + branch + ":" + remoteRef
 	shallow := func() bool {
-		_, err := os.Stat(filepath.Join(dir, ".git", "shallow"))
+		_, err := os.Stat(filepath.Join(g.gitDir, "shallow"))
 		return err == nil
 	}
 	switch {

@@ -38,6 +38,9 @@ const (
 	maxJournalBytes = 8 << 20
 
 	restartedMessage = "the agent restarted during the deployment"
+	// restoreFailedMessage ends the error of a deployment that changed the
+	// containers and could not put the previous release back.
+	restoreFailedMessage = "the previous release could not be restored"
 )
 
 // journalRecord is the <id>.json file.
@@ -47,6 +50,8 @@ type journalRecord struct {
 	Dir             string           `json:"dir"` // resolved, under <deploy_root>/apps
 	ComposeFile     string           `json:"compose_file"`
 	RequestedCommit string           `json:"requested_commit,omitempty"`
+	// UpStarted: the deployment had begun to change the containers.
+	UpStarted bool `json:"up_started,omitempty"`
 }
 
 // journal is the deploys directory.
@@ -116,6 +121,12 @@ func (j *journal) reconcile(rec *journalRecord, now time.Time) error {
 	rec.State.LastSeq = line.Seq
 	rec.State.Status = wire.DeployFailed
 	rec.State.Error = restartedMessage
+	if rec.UpStarted {
+		// It died while the containers changed: what runs now may be
+		// neither release.
+		rec.State.RestoreFailed = true
+		rec.State.Error += "; " + restoreFailedMessage
+	}
 	t := now
 	rec.State.FinishedAt = &t
 	return j.write(rec)

@@ -47,9 +47,13 @@ func TestJournalReconcilesRunningDeployments(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	running, done := testULID(1), testULID(2)
+	running, done, upStarted := testULID(1), testULID(2), testULID(3)
 	writeRecord(t, j, journalRecord{State: wire.DeployState{ID: running, Status: wire.DeployRunning, StartedAt: time.Now()}, Project: "upanel-a-production"},
 		"one", "two")
+	// One that had begun changing the containers: the previous release may
+	// not run any more.
+	writeRecord(t, j, journalRecord{State: wire.DeployState{ID: upStarted, Status: wire.DeployRunning, StartedAt: time.Now()}, Project: "upanel-b-production",
+		UpStarted: true}, "up")
 	writeRecord(t, j, journalRecord{State: wire.DeployState{ID: done, Status: wire.DeploySuccess, StartedAt: time.Now()}, Project: "upanel-a-production"},
 		"ok")
 	// A crash in the middle of a line.
@@ -77,6 +81,12 @@ func TestJournalReconcilesRunningDeployments(t *testing.T) {
 	}
 	if len(lines) != 3 || lines[0].Text != "one" || lines[2].Seq != 3 || !strings.Contains(lines[2].Text, restartedMessage) {
 		t.Fatalf("lines = %+v", lines)
+	}
+	if rec.State.RestoreFailed {
+		t.Fatal("a deployment that never touched the containers is marked not restored")
+	}
+	if rec, _ := j2.read(upStarted); rec.State.Status != wire.DeployFailed || !rec.State.RestoreFailed || !strings.Contains(rec.State.Error, restoreFailedMessage) {
+		t.Fatalf("reconciled after up started: %+v", rec.State)
 	}
 	if rec, _ := j2.read(done); rec.State.Status != wire.DeploySuccess {
 		t.Fatalf("a finished deployment changed: %+v", rec.State)

@@ -140,7 +140,7 @@ func (a *scriptAgent) routes() http.Handler {
 			}
 			changed := a.changed
 			a.mu.Unlock()
-			if len(out.Lines) > 0 || d.state.Status != wire.DeployRunning {
+			if len(out.Lines) > 0 || out.State.Status != wire.DeployRunning {
 				reply(w, http.StatusOK, out)
 				return
 			}
@@ -293,4 +293,3 @@ func (a *scriptAgent) hasCancel(id string) bool {
 	}
 	return false
 }
-

@@ -11,6 +11,7 @@ import (
 	"upanel/internal/auth"
 	"upanel/internal/notify"
 	"upanel/internal/store"
+	"upanel/internal/wire"
 )
 
 // Environments of an app: separate compose projects on its server.
@@ -47,7 +48,8 @@ const RunKind = "deploy.run"
 // crashes or restarts mid-deploy costs one, and the job resumes where it was.
 const runAttempts = 5
 
-// commitRe is a commit id, abbreviated or whole (SHA-1 or SHA-256).
+// commitRe is what the panel takes from an agent as a commit id; requests
+// accept only whole ids (wire.IsCommitID), as the agent does.
 var commitRe = regexp.MustCompile(`^[0-9a-f]{7,64}$`)
 
 // ValidEnvironment checks an environment name; "" is production.
@@ -64,8 +66,9 @@ func ValidEnvironment(env string) (string, error) {
 // Deploy queues a deployment and returns its id. It runs after the app's
 // earlier deployments, one at a time per app (both environments). A push
 // (TriggerWebhook) that finds a push-to-deploy deployment of the same app
-// and environment still queued joins it instead, moving it to the newer
-// commit, so that a burst of pushes deploys once.
+// and environment still queued joins it instead, so that a burst of pushes
+// deploys once; pushes deploy the branch head, so the joined deployment
+// deploys the newest commit.
 func (s *Service) Deploy(ctx context.Context, p *auth.Principal, in DeployInput, m auth.Meta) (string, error) {
 	env, err := ValidEnvironment(in.Environment)
 	if err != nil {
@@ -91,8 +94,8 @@ func (s *Service) Deploy(ctx context.Context, p *auth.Principal, in DeployInput,
 		return "", apperr.New(apperr.Invalid, "the trigger must be manual, api, webhook or rollback")
 	}
 	commit := strings.ToLower(strings.TrimSpace(in.Commit))
-	if commit != "" && !commitRe.MatchString(commit) {
-		return "", apperr.New(apperr.Invalid, "the commit must be a commit id: 7 to 64 hexadecimal digits")
+	if commit != "" && !wire.IsCommitID(commit) {
+		return "", apperr.New(apperr.Invalid, "the commit must be a whole commit id: 40 hexadecimal digits (abbreviated ids are not accepted)")
 	}
 	var id string
 	err = s.DB.InTx(ctx, func(tx *store.Tx) error {
@@ -143,12 +146,17 @@ func (s *Service) Deploy(ctx context.Context, p *auth.Principal, in DeployInput,
 			if err != nil {
 				return err
 			}
-			if ok {
-				if commit != "" && commit != q.RequestedCommit {
-					if _, err := tx.SetQueuedDeploymentCommit(ctx, q.ID, commit); err != nil {
-						return err
-					}
+			joined := ok
+			if ok && commit != q.RequestedCommit {
+				// Pushes deploy the branch head (commit ""), so this is
+				// only for a caller that names a commit. The queued one
+				// may have started since it was read: then it is not
+				// joined, and a new deployment is queued.
+				if joined, err = tx.SetQueuedDeploymentCommit(ctx, q.ID, commit); err != nil {
+					return err
 				}
+			}
+			if joined {
 				id = q.ID
 				changes["deployment_id"] = store.Change{New: q.ID}
 				return s.record(ctx, tx, p, m, "deploy_joined", "App", app.ID, "a push joined the queued "+desc, changes)

@@ -346,40 +346,38 @@ func TestOneDeploymentPerAppAtATime(t *testing.T) {
 }
 
 // A burst of pushes collapses into one queued deployment, which deploys the
-// newest head; a manual request does not join it, and neither does a push
-// once that deployment started.
+// branch head (never a commit a delivery names: deliveries come out of order
+// and can be replayed); a manual request does not join it, and neither does
+// a push once that deployment started.
 func TestWebhookBurstCollapses(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
 		e := newDeployEnv(t, db)
 		c1, c2, c3 := strings.Repeat("a", 40), strings.Repeat("b", 40), strings.Repeat("c", 40)
-		push := func(commit string) string {
-			id, err := e.svc.Deploy(ctx, nil, DeployInput{AppID: e.app.ID, Trigger: TriggerWebhook, Commit: commit}, auth.Meta{IP: "192.0.2.9"})
+		push := func() string {
+			id, err := e.svc.Deploy(ctx, nil, DeployInput{AppID: e.app.ID, Trigger: TriggerWebhook}, auth.Meta{IP: "192.0.2.9"})
 			if err != nil {
 				t.Fatal(err)
 			}
 			return id
 		}
-		a := push(c1)
+		a := push()
 		manual := e.deploy("operator", DeployInput{})
-		if b := push(c2); b != a {
+		if b := push(); b != a {
 			t.Errorf("the second push queued %s, not joining %s", b, a)
 		}
-		if b := push(c3); b != a {
+		if b := push(); b != a {
 			t.Errorf("the third push queued %s", b)
 		}
 		if manual == a {
 			t.Error("a manual deployment joined the pushes")
 		}
-		if s := push(c1); s != a {
-			t.Errorf("a push of an older head queued %s", s)
-		}
-		staging, err := e.svc.Deploy(ctx, nil, DeployInput{AppID: e.app.ID, Environment: Staging, Trigger: TriggerWebhook, Commit: c3}, auth.Meta{})
+		staging, err := e.svc.Deploy(ctx, nil, DeployInput{AppID: e.app.ID, Environment: Staging, Trigger: TriggerWebhook}, auth.Meta{})
 		if err != nil || staging == a {
 			t.Errorf("a staging push joined production: %v", err)
 		}
 		d, _ := db.GetDeployment(ctx, a)
-		if d.RequestedCommit != c1 || d.UserID != "" || d.TriggeredBy != TriggerWebhook {
+		if d.RequestedCommit != "" || d.UserID != "" || d.TriggeredBy != TriggerWebhook {
 			t.Errorf("collapsed deployment: %+v", d)
 		}
 		all, _ := db.ListDeployments(ctx, e.app.ID, store.DeploymentFilter{})
@@ -391,25 +389,79 @@ func TestWebhookBurstCollapses(t *testing.T) {
 			t.Errorf("%d jobs, want 3 (%v)", jobs, err)
 		}
 
-		// Once it runs, a push queues a new one, which carries its commit.
+		// Once it runs, a push queues a new one; both deploy the head.
 		e.startRunner("panel-1")
 		req := e.agent.posted(a)
-		if req.Commit != c1 {
-			t.Errorf("the collapsed deployment deploys %q", req.Commit)
+		if req.Commit != "" {
+			t.Errorf("the collapsed deployment deploys %q, not the branch head", req.Commit)
 		}
 		e.waitStatus(a, store.DeploymentRunning)
-		next := push(c2)
+		next := push()
 		if next == a {
 			t.Error("a push joined a running deployment")
 		}
 		e.agent.end(a, wire.DeploySuccess, "", c1, "")
 		e.agent.end(e.agent.posted(manual).ID, wire.DeploySuccess, "", c2, "")
 		e.agent.end(e.agent.posted(staging).ID, wire.DeploySuccess, "", c3, "")
-		if req := e.agent.posted(next); req.Commit != c2 {
+		if req := e.agent.posted(next); req.Commit != "" {
 			t.Errorf("the next push deploys %q", req.Commit)
 		}
 		e.agent.end(next, wire.DeploySuccess, "", c2, "")
 		e.waitStatus(next, store.DeploymentSuccess)
+	})
+}
+
+// A failure after which the agent could not put the previous release back
+// leaves a production app failed, not running its previous release; one
+// that was restored leaves it running.
+func TestFailureNotRestoredFailsTheApp(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		e := newDeployEnv(t, db)
+		e.startRunner("panel-1")
+		c1 := strings.Repeat("a", 40)
+		first := e.deploy("operator", DeployInput{})
+		e.agent.posted(first)
+		e.agent.end(first, wire.DeploySuccess, "", c1, "one")
+		e.waitStatus(first, store.DeploymentSuccess)
+
+		restored := e.deploy("operator", DeployInput{})
+		e.agent.posted(restored)
+		e.agent.end(restored, wire.DeployFailed, "web exited with code 1", c1, "")
+		e.waitStatus(restored, store.DeploymentFailed)
+		if a, _ := db.GetApp(ctx, e.app.ID); a.Status != store.AppRunning || a.CurrentCommit != c1 {
+			t.Errorf("after a restored failure: %s %s", a.Status, a.CurrentCommit)
+		}
+
+		lost := e.deploy("operator", DeployInput{})
+		e.agent.posted(lost)
+		e.agent.mu.Lock()
+		e.agent.deps[lost].state.RestoreFailed = true
+		e.agent.mu.Unlock()
+		e.agent.end(lost, wire.DeployFailed, "web exited with code 1; the previous release could not be restored", c1, "")
+		d := e.waitStatus(lost, store.DeploymentFailed)
+		if !strings.Contains(d.ErrorMessage, "could not be restored") {
+			t.Errorf("error: %q", d.ErrorMessage)
+		}
+		if a, _ := db.GetApp(ctx, e.app.ID); a.Status != store.AppFailed {
+			t.Errorf("after a failure that was not restored: %s", a.Status)
+		}
+	})
+}
+
+// Commit ids are whole: the agent fetches the exact commit.
+func TestDeployNeedsAWholeCommitID(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		e := newDeployEnv(t, db)
+		for _, c := range []string{"abc1234", strings.Repeat("a", 64), strings.Repeat("g", 40)} {
+			_, err := e.svc.Deploy(context.Background(), nil, DeployInput{AppID: e.app.ID, Commit: c}, auth.Meta{})
+			if !apperr.Is(err, apperr.Invalid) || !strings.Contains(err.Error(), "40 hexadecimal digits") {
+				t.Errorf("commit %q: %v", c, err)
+			}
+		}
+		if _, err := e.svc.Deploy(context.Background(), nil, DeployInput{AppID: e.app.ID, Commit: strings.Repeat("AB", 20)}, auth.Meta{}); err != nil {
+			t.Errorf("a whole id in capitals: %v", err)
+		}
 	})
 }
 

@@ -10,6 +10,7 @@ import (
 	"upanel/internal/audit"
 	"upanel/internal/auth"
 	"upanel/internal/store"
+	"upanel/internal/wire"
 )
 
 // An app's environment is three key/value sets, each an encrypted column:
@@ -47,17 +48,22 @@ func ValidEnvKey(k string) error {
 	return nil
 }
 
-// ValidEnvValue checks a value: UTF-8 text without NUL, CR or LF, at most
-// 32 KiB. The .env file has no portable quoting, so values are written raw,
-// one KEY=value a line.
+// ValidEnvValue checks a value: UTF-8 text of at most 32 KiB that docker
+// compose reads back unchanged from a raw KEY=value line of .env (no $, no
+// surrounding whitespace or quotes, no " #", no control characters but TAB:
+// see wire.EnvValueProblem). The .env file has no portable quoting, so
+// values are written raw, and one compose would change is refused rather
+// than reach the container (and escape the log masking) in another form.
+// The agent applies the same check.
 func ValidEnvValue(k, v string) error {
 	switch {
 	case len(v) > maxEnvValue:
 		return invalid("the value of %s is longer than %d bytes", k, maxEnvValue)
 	case !utf8.ValidString(v):
 		return invalid("the value of %s is not valid UTF-8 text", k)
-	case strings.ContainsAny(v, "\x00\r\n"):
-		return invalid("the value of %s has a line break or NUL: .env files have no portable quoting, so each value is written raw on one KEY=value line", k)
+	}
+	if msg := wire.EnvValueProblem(v); msg != "" {
+		return invalid("the value of %s %s", k, msg)
 	}
 	return nil
 }

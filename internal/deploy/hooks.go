@@ -196,7 +196,11 @@ func (s *Service) HandlePush(ctx context.Context, hookID string, headers http.He
 		return out, nil
 	}
 
-	depID, err := s.Deploy(ctx, nil, DeployInput{AppID: app.ID, Environment: Production, Trigger: TriggerWebhook, Commit: push.after},
+	// A push deploys the branch's head, not the payload's after: deliveries
+	// come in any order and can be replayed under a new id, and a pinned
+	// commit would let an old or replayed one roll production back. after
+	// stays in the activity record.
+	depID, err := s.Deploy(ctx, nil, DeployInput{AppID: app.ID, Environment: Production, Trigger: TriggerWebhook},
 		auth.Meta{IP: ip, UserAgent: "push-to-deploy"})
 	if err != nil {
 		// The delivery may be retried under its id.

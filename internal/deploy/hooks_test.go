@@ -196,7 +196,7 @@ func TestPushDeploysForEveryProvider(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if d.AppID != e.app.ID || d.Environment != Production || d.TriggeredBy != TriggerWebhook || d.RequestedCommit != after || d.UserID != "" {
+				if d.AppID != e.app.ID || d.Environment != Production || d.TriggeredBy != TriggerWebhook || d.RequestedCommit != "" || d.UserID != "" {
 					t.Fatalf("deployment: %+v", d)
 				}
 				list, err := db.DeployHookDeliveries(ctx, e.app.ID, 1)
@@ -213,6 +213,10 @@ func TestPushDeploysForEveryProvider(t *testing.T) {
 				if len(acts) != 1 || acts[0].UserID != "" || acts[0].Description != "push to main by alice" || acts[0].IPAddress != "203.0.113.7" ||
 					acts[0].Changes["deployment_id"].New != out.DeploymentID {
 					t.Fatalf("activity: %+v", acts)
+				}
+				// The push deploys the branch head; after is recorded.
+				if acts[0].Changes["commit"].New != after {
+					t.Fatalf("activity commit: %+v", acts[0].Changes)
 				}
 				if strings.Contains(fmt.Sprint(acts[0]), e.secret) {
 					t.Fatal("the hook secret reached the activity log")
@@ -399,15 +403,21 @@ func TestPushIgnoredAndReplayed(t *testing.T) {
 		if _, err := e.push(gh, gb); !apperr.Is(err, apperr.Conflict) {
 			t.Fatalf("the same id through another sender: %v", err)
 		}
-		// A burst of pushes while the first is queued deploys once, at the
-		// newest commit.
+		// A burst of pushes while the first is queued deploys once, the
+		// branch head: an older delivery (or a replay under a new id) that
+		// arrives last does not move it back.
 		gh = e.signed(store.HookGeneric, "push", e.secret, gb)
 		out2, err := e.push(gh, gb)
 		if err != nil || out2.DeploymentID != out.DeploymentID {
 			t.Fatalf("second push of a burst: %+v %v (first %s)", out2, err, out.DeploymentID)
 		}
-		if d, _ := db.GetDeployment(ctx, out.DeploymentID); d.RequestedCommit != sha2 {
-			t.Fatalf("the queued deployment is at %s", d.RequestedCommit)
+		old := pushBody(store.HookGeneric, "refs/heads/main", sha1, "alice")
+		out3, err := e.push(e.signed(store.HookGeneric, "push", e.secret, old), old)
+		if err != nil || out3.DeploymentID != out.DeploymentID {
+			t.Fatalf("an older push of the burst: %+v %v (first %s)", out3, err, out.DeploymentID)
+		}
+		if d, _ := db.GetDeployment(ctx, out.DeploymentID); d.RequestedCommit != "" {
+			t.Fatalf("the queued deployment is pinned to %s, not the branch head", d.RequestedCommit)
 		}
 		if n := e.deployments(); n != 1 {
 			t.Fatalf("%d deployments", n)

@@ -440,7 +440,7 @@ func (r *deployRun) store(ctx context.Context, lines []wire.LogLine) error {
 
 // endOf turns the agent's final state into the deployment's end.
 func (r *deployRun) endOf(st wire.DeployState, cur *store.Deployment) store.DeploymentEnd {
-	end := store.DeploymentEnd{Status: st.Status, CommitMessage: r.mask.mask(st.CommitMessage)}
+	end := store.DeploymentEnd{Status: st.Status, CommitMessage: r.mask.mask(st.CommitMessage), RestoreFailed: st.RestoreFailed}
 	if c := st.Commit; commitRe.MatchString(c) {
 		end.Commit = c
 	}

@@ -12,6 +12,7 @@ import (
 
 	"upanel/internal/apperr"
 	"upanel/internal/fleet"
+	"upanel/internal/wire"
 )
 
 // Every field of an app reaches the server: the agent runs git and docker
@@ -33,7 +34,7 @@ const (
 // Limits of the fields, in bytes (the columns' sizes, or tighter).
 const (
 	maxRepoURL     = 500
-	maxBranch      = 100
+	maxBranch      = wire.MaxBranchBytes
 	maxDeployPath  = 255
 	maxComposeFile = 100
 	maxSlug        = 40
@@ -283,59 +284,16 @@ func validIPv4(h string) bool {
 }
 
 // checkRefFormatBranch is `git check-ref-format --branch NAME` run outside a
-// repository (where @{-N} is not expanded): NAME may not start with '-' or
-// be HEAD, and refs/heads/NAME must pass git's check_refname_format (refs.c).
-// It is kept exactly to git's rules; a test compares it with the git binary.
-func checkRefFormatBranch(name string) bool {
-	if strings.HasPrefix(name, "-") || name == "HEAD" {
-		return false
-	}
-	ref := "refs/heads/" + name
-	for _, comp := range strings.Split(ref, "/") {
-		if comp == "" || comp[0] == '.' || strings.HasSuffix(comp, ".lock") {
-			return false
-		}
-		var last byte
-		for i := 0; i < len(comp); i++ {
-			c := comp[i]
-			switch {
-			case c < ' ' || c == 0x7f, strings.IndexByte(" :?[\\^~*", c) >= 0:
-				return false
-			case c == '.' && last == '.':
-				return false
-			case c == '{' && last == '@':
-				return false
-			}
-			last = c
-		}
-	}
-	return !strings.HasSuffix(ref, ".")
-}
-
-// shellMeta are characters git allows in branch names that UPanel refuses
-// anyway: the agent never runs a shell, but a name that holds none of them
-// stays inert wherever it is shown or copied.
-const shellMeta = "$`;|&<>()'\""
+// repository; the rules live in wire, which the agent shares.
+func checkRefFormatBranch(name string) bool { return wire.CheckRefFormatBranch(name) }
 
 // ValidBranch checks a branch name: what `git check-ref-format --branch`
 // accepts, no longer than 100 bytes, valid UTF-8, not "@" (which git would
-// read as HEAD in some commands), and without shell metacharacters.
+// read as HEAD in some commands), and without shell metacharacters. The
+// agent applies the same rules (wire.BranchProblem).
 func ValidBranch(b string) error {
-	switch {
-	case b == "":
-		return invalid("the branch is required")
-	case len(b) > maxBranch:
-		return invalid("the branch name must be at most %d bytes", maxBranch)
-	case !utf8.ValidString(b) || strings.ContainsRune(b, 0):
-		return invalid("the branch name must be valid UTF-8 text")
-	case strings.HasPrefix(b, "-"):
-		return invalid("the branch name must not start with '-'")
-	case b == "@" || !checkRefFormatBranch(b):
-		return invalid("%q is not a valid branch name (see git check-ref-format: no spaces, ~ ^ : ? * [ \\, .., @{, control characters, and no part starting with . or ending with .lock)", b)
-	case strings.IndexFunc(b, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0:
-		return invalid("the branch name must be printable (no control or invisible formatting characters)")
-	case strings.ContainsAny(b, shellMeta):
-		return invalid("the branch name must not contain any of %s: git allows them, but UPanel refuses shell metacharacters in names that reach a server", shellMeta)
+	if msg := wire.BranchProblem(b); msg != "" {
+		return invalid("%s", msg)
 	}
 	return nil
 }

@@ -199,14 +199,22 @@ func TestEnvKeysAndValues(t *testing.T) {
 			t.Errorf("ValidEnvKey(%q) accepted", k)
 		}
 	}
-	for _, v := range []string{"", "x", "a b $(id) `id` ; \"' # = é", strings.Repeat("v", 32<<10)} {
+	for _, v := range []string{"", "x", "a b (id) `id` ; \"'#= é", "tab\tok", strings.Repeat("v", 32<<10)} {
 		if err := ValidEnvValue("K", v); err != nil {
 			t.Errorf("ValidEnvValue(%.20q): %v", v, err)
 		}
 	}
-	for _, v := range []string{"a\nb", "a\rb", "a\x00b", "\xff", strings.Repeat("v", 32<<10+1)} {
+	for _, v := range []string{"a\nb", "a\rb", "a\x00b", "\xff", strings.Repeat("v", 32<<10+1),
+		"p@ss$word1", "x${HOME}y", `"S3cret-Pass"`, "'x'", " spaced ", "abc #tail", "abc\t#tail", "sec\x01ret", "a\x7f", "a\u0085"} {
 		if err := ValidEnvValue("K", v); err == nil {
 			t.Errorf("ValidEnvValue(%.20q) accepted", v)
 		}
+	}
+	// The error says why.
+	if err := ValidEnvValue("DB_PASSWORD", `"S3cret-Pass"`); err == nil || !strings.Contains(err.Error(), "DB_PASSWORD") || !strings.Contains(err.Error(), "quote") {
+		t.Errorf("quoted value: %v", err)
+	}
+	if err := ValidEnvValue("K", "a$b"); err == nil || !strings.Contains(err.Error(), "variable reference") {
+		t.Errorf("$ value: %v", err)
 	}
 }

@@ -228,6 +228,20 @@ func (s *Service) provision(ctx context.Context, x *job) error {
 	return nil
 }
 
+// agentUnit is the agent's systemd unit.
+//
+// MemoryMax bounds the whole unit: the agent and its children, which are
+// git (fetch and index-pack, which with transfer.fsckObjects need memory in
+// proportion to the repository) and the compose CLI. So it is 1G, not the
+// agent's own needs (tens of MB). OOMScoreAdjust=-500 makes the agent the
+// OOM killer's last choice: the agent sets its children back to 0, so a
+// child that runs out of memory is killed (its deployment fails with
+// "signal: killed") rather than the agent (which would end every deployment
+// it runs, mid-step).
+//
+// KillMode=mixed sends SIGTERM to the agent alone: it stops its steps itself
+// and puts the previous release back, for up to 5 minutes (recoverTimeout),
+// before systemd kills what is left after TimeoutStopSec.
 const agentUnit = `[Unit]
 Description=UPanel agent
 After=network-online.target docker.service
@@ -239,7 +253,11 @@ Restart=always
 RestartSec=5
 NoNewPrivileges=yes
 PrivateTmp=yes
-MemoryMax=128M
+# The limit covers git and docker compose too; see provision.go.
+MemoryMax=1G
+OOMScoreAdjust=-500
+KillMode=mixed
+TimeoutStopSec=7min
 
 [Install]
 WantedBy=multi-user.target

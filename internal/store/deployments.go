@@ -262,10 +262,23 @@ func (db *DB) OtherRunningDeployment(ctx context.Context, appID, id string) (str
 // MarkDeploymentRunning starts a queued deployment (started_at, and for
 // production apps.status deploying), or finds it running already (a resumed
 // job). ok is false when it has ended, cancelled before it began for one.
+//
+// It locks the app's row before it changes the deployment's, in the order
+// Deploy does (LockAppForDeployment, then the queued deployment), so that the
+// two never wait for each other on PostgreSQL.
 func (db *DB) MarkDeploymentRunning(ctx context.Context, id string) (d *Deployment, ok bool, err error) {
 	err = db.InTx(ctx, func(tx *Tx) error {
 		if d, err = tx.GetDeployment(ctx, id); err != nil {
 			return err
+		}
+		if d.Status == DeploymentQueued {
+			if err := tx.LockAppForDeployment(ctx, d.AppID); err != nil {
+				return err
+			}
+			// Read again under the lock: a push may have joined it.
+			if d, err = tx.GetDeployment(ctx, id); err != nil {
+				return err
+			}
 		}
 		if d.Status == DeploymentRunning {
 			ok = true
@@ -356,6 +369,10 @@ type DeploymentEnd struct {
 	Error         string
 	Commit        string // the commit checked out, when known
 	CommitMessage string
+	// RestoreFailed: the deployment had changed the containers and the
+	// agent could not put the previous release back, so a production app
+	// is failed rather than running its previous release.
+	RestoreFailed bool
 }
 
 // FinishDeployment ends a queued or running deployment: finished_at,
@@ -374,6 +391,12 @@ func (tx *Tx) FinishDeployment(ctx context.Context, id string, e DeploymentEnd) 
 	}
 	if d.Terminal() {
 		return d, false, nil
+	}
+	if d.Environment == EnvProduction && d.Status == DeploymentRunning {
+		// The app's row first, then the deployment's, as everywhere.
+		if err := tx.LockAppForDeployment(ctx, d.AppID); err != nil {
+			return nil, false, err
+		}
 	}
 	now := tx.Now()
 	var duration *int
@@ -406,10 +429,16 @@ func (tx *Tx) FinishDeployment(ctx context.Context, id string, e DeploymentEnd) 
 		switch e.Status {
 		case DeploymentSuccess:
 			_, err = tx.exec(ctx, "UPDATE apps SET status = 'running', current_commit = ?, updated_at = ? WHERE id = ?", nullString(commit), now, d.AppID)
-		case DeploymentFailed:
-			_, err = tx.exec(ctx, `UPDATE apps SET status = CASE WHEN current_commit IS NULL THEN 'failed' ELSE 'running' END, updated_at = ?
+		case DeploymentFailed, DeploymentCancelled:
+			if e.RestoreFailed {
+				_, err = tx.exec(ctx, "UPDATE apps SET status = 'failed', updated_at = ? WHERE id = ? AND status = 'deploying'", now, d.AppID)
+				break
+			}
+			if e.Status == DeploymentFailed {
+				_, err = tx.exec(ctx, `UPDATE apps SET status = CASE WHEN current_commit IS NULL THEN 'failed' ELSE 'running' END, updated_at = ?
 				WHERE id = ? AND status = 'deploying'`, now, d.AppID)
-		case DeploymentCancelled:
+				break
+			}
 			_, err = tx.exec(ctx, `UPDATE apps SET status = CASE WHEN current_commit IS NULL THEN 'pending' ELSE 'running' END, updated_at = ?
 				WHERE id = ? AND status = 'deploying'`, now, d.AppID)
 		}

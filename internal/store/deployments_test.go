@@ -2,6 +2,8 @@ package store_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -188,6 +190,19 @@ func TestDeploymentEndsAndAppStatus(t *testing.T) {
 		d = start("production")
 		finishDeployment(t, db, d.ID, store.DeploymentEnd{Status: store.DeploymentFailed, Error: "boom"})
 		check("failure after a release", store.AppRunning, "abc1234")
+		// The agent could not put the previous release back: what runs
+		// may be neither, so the app is failed, not running.
+		d = start("production")
+		finishDeployment(t, db, d.ID, store.DeploymentEnd{Status: store.DeploymentFailed, Error: "boom; the previous release could not be restored", RestoreFailed: true})
+		check("failure, not restored", store.AppFailed, "abc1234")
+		d = start("production")
+		finishDeployment(t, db, d.ID, store.DeploymentEnd{Status: store.DeploymentSuccess, Commit: "abc1234"})
+		d = start("production")
+		finishDeployment(t, db, d.ID, store.DeploymentEnd{Status: store.DeploymentCancelled, Error: "cancelled by x", RestoreFailed: true})
+		check("cancel, not restored", store.AppFailed, "abc1234")
+		d = start("production")
+		finishDeployment(t, db, d.ID, store.DeploymentEnd{Status: store.DeploymentSuccess, Commit: "abc1234"})
+		check("success again", store.AppRunning, "abc1234")
 		// Staging never touches the app's status.
 		d = start("staging")
 		check("staging running", store.AppRunning, "abc1234")
@@ -331,4 +346,79 @@ func TestDeploymentLogIsBounded(t *testing.T) {
 		!strings.HasSuffix(full.Log, store.DeploymentLogTruncated+"\n") || strings.Contains(full.Log, "after the cap") {
 		t.Errorf("log of %d bytes, seq %d, ends %q", len(full.Log), full.LogSeq, full.Log[len(full.Log)-100:])
 	}
+}
+
+// MarkDeploymentRunning takes the app's row before the deployment's, as
+// Deploy does (LockAppForDeployment, then SetQueuedDeploymentCommit), so the
+// two wait for each other instead of deadlocking on PostgreSQL; a push that
+// finds the deployment started meanwhile learns it from the boolean.
+func TestMarkRunningLocksTheAppFirst(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		app := deployApp(t, db)
+		d := queueDeployment(t, db, store.NewDeployment{AppID: app.ID, Branch: "main", Environment: "production", TriggeredBy: "webhook"})
+		c := strings.Repeat("c", 40)
+		if db.Dialect() != "postgres" {
+			// SQLite serialises writers; only the result is checked.
+			if _, ok, err := db.MarkDeploymentRunning(ctx, d.ID); err != nil || !ok {
+				t.Fatal(ok, err)
+			}
+			err := db.InTx(ctx, func(tx *store.Tx) error {
+				joined, err := tx.SetQueuedDeploymentCommit(ctx, d.ID, c)
+				if joined {
+					t.Error("joined a running deployment")
+				}
+				return err
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return
+		}
+		// A push holds the app's row; the job runner starts the deployment
+		// meanwhile and must wait for it before touching the deployment.
+		marked := make(chan error, 1)
+		err := db.InTx(ctx, func(tx *store.Tx) error {
+			if err := tx.LockAppForDeployment(ctx, app.ID); err != nil {
+				return err
+			}
+			go func() {
+				_, ok, err := db.MarkDeploymentRunning(ctx, d.ID)
+				if err == nil && !ok {
+					err = errors.New("not started")
+				}
+				marked <- err
+			}()
+			// Until the runner waits for a lock.
+			for {
+				var n int
+				if err := db.QueryRowRaw(ctx, "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'").Scan(&n); err != nil {
+					return err
+				}
+				if n > 0 {
+					break
+				}
+				select {
+				case err := <-marked:
+					return fmt.Errorf("MarkDeploymentRunning did not wait for the app's row: %v", err)
+				case <-time.After(10 * time.Millisecond):
+				}
+			}
+			joined, err := tx.SetQueuedDeploymentCommit(ctx, d.ID, c)
+			if err == nil && !joined {
+				err = errors.New("the push could not join the queued deployment")
+			}
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := <-marked; err != nil {
+			t.Fatal(err)
+		}
+		got, err := db.GetDeployment(ctx, d.ID)
+		if err != nil || got.Status != store.DeploymentRunning || got.RequestedCommit != c {
+			t.Fatalf("deployment %+v %v", got, err)
+		}
+	})
 }

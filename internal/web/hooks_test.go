@@ -158,7 +158,7 @@ func TestDeployHookRoute(t *testing.T) {
 			t.Fatalf("refused deliveries were recorded: %d → %d", before, n)
 		}
 		// An unknown hook, a malformed id, the wrong method.
-		for _, p := range []string{"/hooks/deploy/" + strings.Repeat("z", 32), "/hooks/deploy/x", "/hooks/deploy/" + url.PathEscape("' OR 1=1 --" + strings.Repeat("a", 21))} {
+		for _, p := range []string{"/hooks/deploy/" + strings.Repeat("z", 32), "/hooks/deploy/x", "/hooks/deploy/" + url.PathEscape("' OR 1=1 --"+strings.Repeat("a", 21))} {
 			req := githubPush(e.secret, "delivery-6", body)
 			req.URL.Path, req.RequestURI = p, p
 			if res := anon.do(req); res.Code != http.StatusNotFound {
@@ -193,10 +193,15 @@ func TestDeployHookRoute(t *testing.T) {
 
 func TestHookURLNotLogged(t *testing.T) {
 	for in, want := range map[string]string{
-		"/hooks/deploy/" + strings.Repeat("k", 32): "/hooks/deploy/[redacted]",
-		"/hooks/deploy/abc/x":                      "/hooks/deploy/[redacted]/x",
-		"/bootstrap/ubt_secret/host-keys":          "/bootstrap/[redacted]/host-keys",
-		"/api/v1/apps":                             "/api/v1/apps",
+		"/hooks/deploy/" + strings.Repeat("k", 32):     "/hooks/deploy/[redacted]",
+		"/hooks/deploy/abc/x":                          "/hooks/deploy/[redacted]",
+		"/hooks/deploy//" + strings.Repeat("k", 32):    "/hooks/deploy/[redacted]",
+		"/hooks/deploy/x/y/" + strings.Repeat("k", 32): "/hooks/deploy/[redacted]",
+		"/bootstrap/ubt_secret/host-keys":              "/bootstrap/[redacted]/host-keys",
+		"/bootstrap//ubt_secret/host-keys":             "/bootstrap/[redacted]/host-keys",
+		"/bootstrap/ubt_secret":                        "/bootstrap/[redacted]",
+		"/bootstrap/ubt_secret/other":                  "/bootstrap/[redacted]",
+		"/api/v1/apps":                                 "/api/v1/apps",
 	} {
 		if got := logPath(in); got != want {
 			t.Errorf("logPath(%q) = %q, want %q", in, got, want)

@@ -61,8 +61,8 @@ func (s *Server) middleware(next http.Handler) http.Handler {
 				"status", sw.status(), "bytes", sw.bytes, "duration_ms", time.Since(start).Milliseconds(),
 				"remote", r.RemoteAddr)
 		}()
-		if r.URL.Path == notificationStreamPath {
-			// The browser reconnects this stream on its own: no activity.
+		if r.URL.Path == notificationStreamPath || (strings.HasPrefix(r.URL.Path, "/deployments/") && strings.HasSuffix(r.URL.Path, "/events")) {
+			// The browser reconnects these streams on its own: no activity.
 			r = r.WithContext(auth.Passive(r.Context()))
 		}
 		if s.Auth != nil {
@@ -116,17 +116,23 @@ func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 // logPath is the request path as logged: the secret of a bootstrap URL
 // (/bootstrap/{token}) and the unguessable id of a push-to-deploy URL
 // (/hooks/deploy/{hookID}) are replaced, so the log holds no usable URL.
+// Everything after the prefix goes, whatever its shape (/hooks/deploy//<id>
+// too), but for a known last segment of the route.
 func logPath(path string) string {
-	for _, prefix := range []string{"/bootstrap/", "/hooks/deploy/"} {
-		rest, ok := strings.CutPrefix(path, prefix)
+	for _, r := range []struct {
+		prefix string
+		tails  []string
+	}{{"/bootstrap/", []string{"host-keys"}}, {"/hooks/deploy/", nil}} {
+		rest, ok := strings.CutPrefix(path, r.prefix)
 		if !ok {
 			continue
 		}
-		_, tail, _ := strings.Cut(rest, "/")
-		if tail != "" {
-			tail = "/" + tail
+		for _, t := range r.tails {
+			if strings.HasSuffix(rest, "/"+t) {
+				return r.prefix + "[redacted]/" + t
+			}
 		}
-		return prefix + "[redacted]" + tail
+		return r.prefix + "[redacted]"
 	}
 	return path
 }

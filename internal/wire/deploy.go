@@ -90,6 +90,11 @@ type DeployState struct {
 	FinishedAt    *time.Time `json:"finished_at,omitempty"`
 	// Rebuilt is false when the release's images were reused (a rollback).
 	Rebuilt bool `json:"rebuilt"`
+	// RestoreFailed is set on a failed or cancelled deployment that had
+	// begun to change the containers when the agent could not put the
+	// previous release back: what runs may be neither release. (Added to
+	// protocol 2; older agents leave it out.)
+	RestoreFailed bool `json:"restore_failed,omitempty"`
 	// LastSeq is the sequence number of the newest log line.
 	LastSeq int `json:"last_seq"`
 }

@@ -66,6 +66,7 @@ type panelUnderTest struct {
 	smtp     *mailtest.Server // the real SMTP server the panel mails through
 	hooks    *receiver        // a webhook receiver on 127.0.0.1
 	log      *syncBuffer
+	client   *http.Client // for API calls; nil is http.DefaultClient
 }
 
 type syncBuffer struct {
@@ -219,7 +220,11 @@ func (p *panelUnderTest) callAs(token, method, path string, body, out any) int {
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := http.DefaultClient.Do(req)
+	c := p.client
+	if c == nil {
+		c = http.DefaultClient
+	}
+	resp, err := c.Do(req)
 	if err != nil {
 		p.t.Fatalf("%s %s: %v", method, path, err)
 	}
