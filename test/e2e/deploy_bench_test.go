@@ -171,7 +171,7 @@ echo "$t0 $t1 $t2"
 		if i > 0 {
 			text = ""
 		}
-		b.Logf("iteration %d: panel %v (first log line %v %s), by hand %v (healthy %v)", i, t.Round(time.Millisecond), f.Round(time.Millisecond), text, u.Round(time.Millisecond), h.Round(time.Millisecond))
+		b.Logf("iteration %d: panel %v (first log line %v %q), by hand %v (healthy %v)", i, t.Round(time.Millisecond), f.Round(time.Millisecond), text, u.Round(time.Millisecond), h.Round(time.Millisecond))
 	}
 	b.StopTimer()
 	ms := func(ds []time.Duration) float64 {
