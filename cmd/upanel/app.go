@@ -378,13 +378,15 @@ func cmdCredentialList(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tNAME\tTYPE\tAPPS\tHOST KEYS\tPUBLIC KEY")
+	fmt.Fprintln(tw, "ID\tNAME\tTYPE\tAPPS\tHOST\tHOST KEYS\tPUBLIC KEY")
 	for _, c := range list {
-		hosts := "-"
+		host, hosts := valueOrDash(c.Host), "-"
 		if c.Type == store.GitSSHKey {
 			hosts = fmt.Sprint(len(deploy.KnownHostKeys(c.KnownHosts)))
+		} else if c.Host == "" {
+			host = "none (an admin must set it)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", c.ID, c.Name, c.Type, c.Apps, hosts, valueOrDash(c.PublicKey))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", c.ID, c.Name, c.Type, c.Apps, host, hosts, valueOrDash(c.PublicKey))
 	}
 	return tw.Flush()
 }
@@ -393,12 +395,13 @@ func cmdCredentialCreate(ctx context.Context, e *env, args []string) error {
 	var in deploy.CredentialInput
 	var secretFile, knownHostsFile string
 	cfg, help, err := loadConfig(e, "credential create",
-		"upanel credential create --name N --type ssh_key|token|basic [--generate] [--username U] [--known-hosts-file F] [--secret-file F] [flags] < SECRET", args,
+		"upanel credential create --name N --type ssh_key|token|basic [--generate] [--host H] [--username U] [--known-hosts-file F] [--secret-file F] [flags] < SECRET", args,
 		func(c *config.Config, fs *flag.FlagSet) {
 			c.StorageFlags(fs)
 			fs.StringVar(&in.Name, "name", "", "the credential's name (required)")
 			fs.StringVar(&in.Type, "type", "", "ssh_key, token or basic (required)")
 			fs.BoolVar(&in.Generate, "generate", false, "ssh_key: generate an ed25519 key and print its public key (nothing is read)")
+			fs.StringVar(&in.Host, "host", "", "token and basic (required): the one https host[:port] the secret may be sent to, or the https:// URL of a repository there")
 			fs.StringVar(&in.Username, "username", "", "token (optional) or basic: the user name")
 			fs.StringVar(&knownHostsFile, "known-hosts-file", "", "ssh_key: the git server's host keys, as ssh-keyscan prints them")
 			fs.StringVar(&secretFile, "secret-file", "-", "read the private key, token or password from this file (- for stdin)")
@@ -442,6 +445,9 @@ func cmdCredentialCreate(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "added git credential %s (%s), id %s\n", c.Name, c.Type, c.ID)
+	if c.Host != "" {
+		fmt.Fprintf(e.stdout, "It is sent to %s and to no other host.\n", c.Host)
+	}
 	if c.PublicKey != "" {
 		fmt.Fprintf(e.stdout, "\nAdd this public key to the repository as a read-only deploy key:\n%s\n", c.PublicKey)
 		if c.KnownHosts == "" {

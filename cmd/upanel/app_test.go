@@ -56,12 +56,15 @@ func TestAppAndCredentialCommands(t *testing.T) {
 			}
 
 			// Credentials: secrets from stdin or a file.
-			out := must(token+"\n", "credential", "create", "--name", "GitHub", "--type", "token", "--username", "bot")
+			out := must(token+"\n", "credential", "create", "--name", "GitHub", "--type", "token", "--username", "bot", "--host", "Git.Example.TEST")
 			m := credIDRe.FindStringSubmatch(out)
 			if m == nil {
 				t.Fatalf("credential create printed:\n%s", out)
 			}
 			tokID := m[1]
+			if !strings.Contains(out, "sent to git.example.test and to no other host") {
+				t.Fatalf("credential create does not say where the token goes:\n%s", out)
+			}
 			if sec, err := db.GitCredentialSecret(ctx, tokID); err != nil || sec.Secret != token || sec.Username != "bot" {
 				t.Fatalf("stored token: %v %q", err, sec.Username)
 			}
@@ -69,7 +72,8 @@ func TestAppAndCredentialCommands(t *testing.T) {
 			if err := os.WriteFile(pwFile, []byte(password+"\n"), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			out = must("", "credential", "create", "--name", "Basic", "--type", "basic", "--username", "deploy", "--secret-file", pwFile)
+			out = must("", "credential", "create", "--name", "Basic", "--type", "basic", "--username", "deploy", "--secret-file", pwFile,
+				"--host", "https://git.example.test:8443/org/shop.git")
 			basicID := credIDRe.FindStringSubmatch(out)[1]
 			if sec, _ := db.GitCredentialSecret(ctx, basicID); sec.Secret != password {
 				t.Fatal("the password from the file was not stored")
@@ -85,8 +89,11 @@ func TestAppAndCredentialCommands(t *testing.T) {
 			fails(false, "printable ASCII", "a token with spaces\n", "credential", "create", "--name", "x", "--type", "token")
 			fails(false, "credential type", "x", "credential", "create", "--name", "x", "--type", "password")
 			fails(true, "provided but not defined", "", "credential", "create", "--name", "x", "--type", "token", "--token", token)
+			fails(false, "needs the host", "t0ken\n", "credential", "create", "--name", "x", "--type", "token")
+			fails(false, "without a path", "t0ken\n", "credential", "create", "--name", "x", "--type", "token", "--host", "evil.example/x")
+			fails(false, "known_hosts", "", "credential", "create", "--name", "x", "--type", "ssh_key", "--generate", "--host", "git.example.test")
 			out = must("", "credential", "list")
-			for _, want := range []string{"GitHub", "Basic", "Deploy key", "ssh-ed25519 "} {
+			for _, want := range []string{"GitHub", "Basic", "Deploy key", "ssh-ed25519 ", "git.example.test:8443"} {
 				if !strings.Contains(out, want) {
 					t.Errorf("credential list lacks %q:\n%s", want, out)
 				}

@@ -86,7 +86,9 @@ type Deployer struct {
 }
 
 // NewDeployer opens the deployment journal under stateDir and ends the
-// deployments a previous agent process left running.
+// deployments a previous agent process left running; for those that may have
+// changed the tree or the containers, it starts putting the previous release
+// back (resumeInterrupted), and they end only once that is done.
 func NewDeployer(deployRoot, stateDir string, log *slog.Logger) (*Deployer, error) {
 	if stateDir == "" {
 		return nil, errors.New("deployments: no state dir")
@@ -109,9 +111,11 @@ func NewDeployer(deployRoot, stateDir string, log *slog.Logger) (*Deployer, erro
 		}
 	}
 	ctx, stop := context.WithCancelCause(context.Background())
-	return &Deployer{root: deployRoot, stateDir: stateDir, log: log, journal: j, base: ctx, stop: stop,
+	d := &Deployer{root: deployRoot, stateDir: stateDir, log: log, journal: j, base: ctx, stop: stop,
 		slots: make(chan struct{}, maxRunning), active: map[string]*deployment{}, locks: map[string]chan struct{}{},
-		healthTimeout: 5 * time.Minute, stableWindow: defaultStableWindow, pollInterval: time.Second}, nil
+		healthTimeout: 5 * time.Minute, stableWindow: defaultStableWindow, pollInterval: time.Second}
+	d.resumeInterrupted(time.Now().UTC())
+	return d, nil
 }
 
 // Close stops the running deployments (they end failed, "the agent stopped
@@ -139,6 +143,10 @@ type deployment struct {
 	changed chan struct{} // closed and replaced on every change
 	tail    []string      // the last lines of the current step
 	path    string        // of the journal's log file
+
+	// restoring: a deployment a previous agent process left in the middle,
+	// whose previous release this one puts back (resume.go).
+	restoring bool
 }
 
 // addLine masks text and appends it to the log.
@@ -192,6 +200,14 @@ func (dep *deployment) update(j *journal, f func(s *wire.DeployState)) {
 		dep.writeLine("==> could not write the deployment journal: " + err.Error())
 	}
 	dep.notify()
+}
+
+// changeRecord changes the record beyond its state and writes it durably.
+func (dep *deployment) changeRecord(j *journal, f func(r *journalRecord)) error {
+	dep.mu.Lock()
+	defer dep.mu.Unlock()
+	f(&dep.rec)
+	return j.write(&dep.rec)
 }
 
 // markUpStarted notes in the journal that the containers may change from
@@ -335,6 +351,14 @@ func (d *Deployer) finish(ctx context.Context, dep *deployment, err error) {
 	dep.update(d.journal, func(s *wire.DeployState) {
 		s.Status, s.Error, s.FinishedAt = status, msg, &now
 	})
+	d.letGo(dep)
+	d.log.Info("deployment ended", "id", dep.req.ID, "project", dep.req.Project, "status", status)
+}
+
+// letGo forgets a deployment whose terminal state is written, and the copy
+// of the previous .env it kept.
+func (d *Deployer) letGo(dep *deployment) {
+	os.Remove(d.journal.envBackupPath(dep.req.ID))
 	d.mu.Lock()
 	delete(d.active, dep.req.ID)
 	d.mu.Unlock()
@@ -342,7 +366,6 @@ func (d *Deployer) finish(ctx context.Context, dep *deployment, err error) {
 	dep.logf.Close()
 	dep.mu.Unlock()
 	close(dep.done)
-	d.log.Info("deployment ended", "id", dep.req.ID, "project", dep.req.Project, "status", status)
 }
 
 // acquire waits for the project to be free and for a slot.
@@ -439,7 +462,10 @@ func (d *Deployer) cancelDeployment(id string) (wire.DeployState, bool) {
 	dep := d.active[id]
 	d.mu.Unlock()
 	if dep != nil {
-		if dep.state().Status == wire.DeployRunning {
+		switch {
+		case dep.restoring:
+			dep.addLine("==> cancel requested: the previous release is being put back, which is not cancelled")
+		case dep.state().Status == wire.DeployRunning:
 			dep.addLine("==> cancel requested")
 		}
 		dep.cancel(errCancelled)
@@ -550,12 +576,14 @@ func requestSecrets(req wire.DeployRequest) []string {
 
 // progress is how far a deployment got, for putting things back.
 type progress struct {
-	prevHead   string // the checkout before the deployment, if any
-	prevEnv    []byte // its .env, if any
-	hadEnv     bool
-	checkedOut bool // the working tree may have changed
-	upStarted  bool // containers may have changed
-	compose    composeCLI
+	prevHead    string // the checkout before the deployment, if any
+	prevEnv     []byte // its .env, if any
+	hadEnv      bool
+	envLost     bool     // hadEnv, but its backup could not be read
+	prevRelease *release // the newest kept release before the deployment
+	checkedOut  bool     // the working tree may have changed
+	upStarted   bool     // containers may have changed
+	compose     composeCLI
 }
 
 func (d *Deployer) deploy(ctx context.Context, dep *deployment) error {
@@ -579,6 +607,10 @@ func (d *Deployer) deploy(ctx context.Context, dep *deployment) error {
 	if b, err := readEnvFile(dir); err == nil {
 		p.prevEnv, p.hadEnv = b, true
 	}
+	p.prevRelease = d.newestRelease(req.Project)
+	if err := d.saveRestoreInfo(dep, &p); err != nil {
+		return err
+	}
 	err = d.deploySteps(ctx, dep, g, &p)
 	if err == nil {
 		return nil
@@ -592,6 +624,24 @@ func (d *Deployer) deploy(ctx context.Context, dep *deployment) error {
 		dep.update(d.journal, func(s *wire.DeployState) { s.RestoreFailed = true })
 	}
 	return err
+}
+
+// saveRestoreInfo writes to the journal, before the deployment changes
+// anything, what putting the previous release back needs: a copy of the
+// previous .env (0600, in the journal's directory, removed when the
+// deployment ends) and the previous checkout and release.
+func (d *Deployer) saveRestoreInfo(dep *deployment, p *progress) error {
+	info := &restoreInfo{PrevHead: p.prevHead, HadEnv: p.hadEnv, PrevRelease: p.prevRelease}
+	if p.hadEnv {
+		info.EnvBackup = d.journal.envBackupPath(dep.req.ID)
+		if err := writeFileAtomic(info.EnvBackup, p.prevEnv, 0o600); err != nil {
+			return fmt.Errorf("keep a copy of the previous .env: %w", err)
+		}
+	}
+	if err := dep.changeRecord(d.journal, func(r *journalRecord) { r.Restore = info }); err != nil {
+		return fmt.Errorf("deploy journal: %w", err)
+	}
+	return nil
 }
 
 // ownFailure is a deployment that failed by itself, not by a cancel, a
@@ -684,7 +734,9 @@ func (d *Deployer) deploySteps(ctx context.Context, dep *deployment, g *gitRunne
 //
 // It runs whatever ended the deployment, the agent stopping included: its
 // context is the agent's without the cancel, bounded by recoverTimeout, and
-// Close waits for it (it runs in the deployment's goroutine).
+// Close waits for it (it runs in the deployment's goroutine). An agent that
+// dies before it is done runs it again when it starts, from what the journal
+// record holds (resume.go): every step is safe to repeat.
 func (d *Deployer) putBack(dep *deployment, g *gitRunner, p *progress) bool {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(d.base), recoverTimeout)
 	defer cancel()
@@ -700,9 +752,12 @@ func (d *Deployer) putBack(dep *deployment, g *gitRunner, p *progress) bool {
 			return false
 		}
 		var err error
-		if p.hadEnv {
+		switch {
+		case p.envLost:
+			err = errors.New("its copy could not be read")
+		case p.hadEnv:
 			err = writeFileAtomic(filepath.Join(dir, ".env"), p.prevEnv, 0o600)
-		} else {
+		default:
 			err = os.Remove(filepath.Join(dir, ".env"))
 			if errors.Is(err, os.ErrNotExist) {
 				err = nil
@@ -722,7 +777,7 @@ func (d *Deployer) putBack(dep *deployment, g *gitRunner, p *progress) bool {
 		}
 		return true
 	}
-	prev := d.newestRelease(req.Project)
+	prev := p.prevRelease
 	if prev == nil {
 		if p.prevHead == "" {
 			dep.addLine("==> there is no earlier release to return to")

@@ -424,6 +424,15 @@ func (d *Deployer) checkout(ctx context.Context, dep *deployment, g *gitRunner, 
 	if err := ctx.Err(); err != nil {
 		return "", "", context.Cause(ctx)
 	}
+	// From here the tree may change: an agent that dies before the end
+	// puts it back when it starts again.
+	if err := dep.changeRecord(d.journal, func(r *journalRecord) {
+		if r.Restore != nil {
+			r.Restore.CheckedOut = true
+		}
+	}); err != nil {
+		return "", "", fmt.Errorf("deploy journal: %w", err)
+	}
 	p.checkedOut = true
 	if err := step([]string{"checkout", "--force", "--detach", commit}, "checkout", "-q", "--force", "--detach", commit, "--"); err != nil {
 		return "", "", err

@@ -7,7 +7,13 @@ package agent
 // where it deployed); it is replaced atomically and fsynced on every state
 // transition. <id>.log holds the log, one JSON wire.LogLine a line, appended
 // as the output comes (no fsync: a crash may lose the last lines, which the
-// reconciliation then notes). Both are 0600 in a 0700 directory.
+// reconciliation then notes). <id>.env is a copy of the .env the deployment
+// found, kept until it ends so that a restore can put it back. All are 0600
+// in a 0700 directory.
+//
+// The record also says how far the deployment got (restoreInfo, UpStarted):
+// a deployment found running at start-up that had changed the tree or the
+// containers has its previous release put back (resume.go) before it ends.
 
 import (
 	"bufio"
@@ -52,6 +58,31 @@ type journalRecord struct {
 	RequestedCommit string           `json:"requested_commit,omitempty"`
 	// UpStarted: the deployment had begun to change the containers.
 	UpStarted bool `json:"up_started,omitempty"`
+	// Restore is what putting the previous release back needs, written
+	// before the deployment changes anything; nil in the records of older
+	// agents and of deployments that ended before their checkout.
+	Restore *restoreInfo `json:"restore,omitempty"`
+}
+
+// restoreInfo is what a deployment found before it changed the tree, so that
+// an agent that starts again after dying in the middle of it can put the
+// previous release back.
+type restoreInfo struct {
+	PrevHead string `json:"prev_head,omitempty"` // the checkout before, if any
+	HadEnv   bool   `json:"had_env,omitempty"`
+	// EnvBackup is the copy of the previous .env (journal.envBackupPath),
+	// removed when the deployment ends.
+	EnvBackup string `json:"env_backup,omitempty"`
+	// PrevRelease is the newest kept release when the deployment began.
+	PrevRelease *release `json:"prev_release,omitempty"`
+	// CheckedOut: the working tree and .env may have changed.
+	CheckedOut bool `json:"checked_out,omitempty"`
+}
+
+// needsRestore says whether a record left running may have changed the tree
+// or the containers and carries what is needed to put them back.
+func (rec *journalRecord) needsRestore() bool {
+	return rec.Restore != nil && (rec.Restore.CheckedOut || rec.UpStarted)
 }
 
 // journal is the deploys directory.
@@ -60,10 +91,17 @@ type journal struct {
 
 	mu        sync.Mutex
 	byProject map[string][]string // ids (ULIDs), oldest first
+
+	// resume are the records found running that need their previous
+	// release put back (needsRestore), oldest first: they stay running
+	// until the Deployer has done it.
+	resume []journalRecord
 }
 
 // openJournal reads the journal directory, creating it if needed, and ends
 // every deployment still marked running: the agent that ran it is gone.
+// Those that may have changed the tree or the containers stay running, in
+// j.resume, for the Deployer to put their previous release back.
 func openJournal(dir string, now time.Time) (*journal, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("deploy journal: %w", err)
@@ -92,21 +130,36 @@ func openJournal(dir string, now time.Time) (*journal, error) {
 			continue
 		}
 		if rec.State.Status == wire.DeployRunning {
-			if err := j.reconcile(&rec, now); err != nil {
+			if rec.needsRestore() {
+				j.resume = append(j.resume, rec)
+			} else if err := j.reconcile(&rec, now); err != nil {
 				return nil, err
 			}
 		}
 		j.byProject[rec.Project] = append(j.byProject[rec.Project], id)
 	}
+	slices.SortFunc(j.resume, func(a, b journalRecord) int { return strings.Compare(a.State.ID, b.State.ID) })
+	resuming := func(id string) bool {
+		return slices.ContainsFunc(j.resume, func(r journalRecord) bool { return r.State.ID == id })
+	}
+	// The .env backups of deployments that ended: they hold secrets.
+	for _, e := range entries {
+		if id, ok := strings.CutSuffix(e.Name(), ".env"); ok && ulidRe.MatchString(id) && !resuming(id) {
+			os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
 	for p := range j.byProject {
 		slices.Sort(j.byProject[p])
-		j.prune(p, nil)
+		j.prune(p, resuming)
 	}
 	return j, nil
 }
 
 func (j *journal) statePath(id string) string { return filepath.Join(j.dir, id+".json") }
 func (j *journal) logPath(id string) string   { return filepath.Join(j.dir, id+".log") }
+
+// envBackupPath is where a deployment keeps the previous .env until it ends.
+func (j *journal) envBackupPath(id string) string { return filepath.Join(j.dir, id+".env") }
 
 // reconcile ends a deployment the previous agent process left running.
 func (j *journal) reconcile(rec *journalRecord, now time.Time) error {
@@ -129,7 +182,11 @@ func (j *journal) reconcile(rec *journalRecord, now time.Time) error {
 	}
 	t := now
 	rec.State.FinishedAt = &t
-	return j.write(rec)
+	if err := j.write(rec); err != nil {
+		return err
+	}
+	os.Remove(j.envBackupPath(rec.State.ID))
+	return nil
 }
 
 // read loads a record.
@@ -213,6 +270,7 @@ func (j *journal) prune(project string, keep func(id string) bool) {
 func (j *journal) remove(id string) {
 	os.Remove(j.statePath(id))
 	os.Remove(j.logPath(id))
+	os.Remove(j.envBackupPath(id))
 }
 
 // readLines returns the lines of id's log with seq > after, at most max,
@@ -273,6 +331,31 @@ func repairLog(path string) (int, error) {
 		}
 	}
 	return last, nil
+}
+
+// indexLog returns where each line of a (repaired) log starts, by seq
+// (offsets[i] is where the line with seq i+1 starts, or a place before it),
+// the size of the log and the seq of its last line.
+func indexLog(path string) (offsets []int64, size int64, last int, err error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, 0, 0, nil
+	}
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	var at int64
+	for line := range bytes.Lines(b) {
+		var l wire.LogLine
+		if json.Unmarshal(line, &l) == nil && l.Seq > last {
+			for len(offsets) < l.Seq {
+				offsets = append(offsets, at)
+			}
+			last = l.Seq
+		}
+		at += int64(len(line))
+	}
+	return offsets, at, last, nil
 }
 
 func appendLogLine(path string, l wire.LogLine) error {

@@ -250,7 +250,7 @@ var hostileValues = []string{
 func TestHostileAppFields(t *testing.T) {
 	f := newFixture(t, "sqlite")
 	ctx := context.Background()
-	cred, err := f.svc.CreateCredential(ctx, f.p, CredentialInput{Name: "tok", Type: store.GitToken, Token: "ghp_x123456789"}, f.m)
+	cred, err := f.svc.CreateCredential(ctx, f.p, CredentialInput{Name: "tok", Type: store.GitToken, Token: "ghp_x123456789", Host: "github.com"}, f.m)
 	if err != nil {
 		t.Fatal(err)
 	}

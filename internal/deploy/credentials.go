@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"slices"
@@ -42,12 +43,17 @@ func CredentialTypes() []string { return []string{store.GitSSHKey, store.GitToke
 //	         can use the credential
 //	token:   Token, and an optional Username (the agent uses x-access-token)
 //	basic:   Username and Password
+//
+// A token or basic credential also needs Host, the one https host it may be
+// sent to (ValidCredentialHost): a repository on any other host is refused,
+// so that nobody can have the secret sent to a server of their choice.
 type CredentialInput struct {
 	Name       string `json:"name"`
 	Type       string `json:"type"`
 	Generate   bool   `json:"generate,omitempty"`
 	PrivateKey string `json:"private_key,omitempty"`
 	KnownHosts string `json:"known_hosts,omitempty"`
+	Host       string `json:"host,omitempty"`
 	Username   string `json:"username,omitempty"`
 	Token      string `json:"token,omitempty"`
 	Password   string `json:"password,omitempty"`
@@ -56,10 +62,12 @@ type CredentialInput struct {
 // CredentialPatch changes a credential: a nil field keeps its value. Any of
 // Generate, PrivateKey, Token, Password or Username replaces the whole
 // secret (rotation is replacement), and then the fields of the type are
-// required as for a new credential.
+// required as for a new credential. Changing Host (token and basic) is an
+// admin's action: it decides which server receives the secret.
 type CredentialPatch struct {
 	Name       *string `json:"name,omitempty"`
 	KnownHosts *string `json:"known_hosts,omitempty"`
+	Host       *string `json:"host,omitempty"`
 	Generate   bool    `json:"generate,omitempty"`
 	PrivateKey *string `json:"private_key,omitempty"`
 	Username   *string `json:"username,omitempty"`
@@ -307,7 +315,10 @@ func knownHostsCover(text, host string, port int) bool {
 
 // credentialFit checks that a credential suits a repository: ssh remotes
 // need an ssh_key credential whose known_hosts pins the git server; https
-// remotes take a token or basic credential, or none (public).
+// remotes take a token or basic credential bound to the repository's
+// host[:port], or none (public). It runs wherever a credential meets a
+// repository: a check (Test, TestApp), an app's creation and update, and
+// every deployment just before the secret goes to the agent.
 func credentialFit(c *store.GitCredential, repo RepoURL) error {
 	if repo.Kind == RepoSSH {
 		switch {
@@ -322,10 +333,184 @@ func credentialFit(c *store.GitCredential, repo RepoURL) error {
 		}
 		return nil
 	}
-	if c != nil && c.Type == store.GitSSHKey {
+	if c == nil {
+		return nil
+	}
+	if c.Type == store.GitSSHKey {
 		return invalid("the git credential %q is an SSH key, which works with ssh URLs (git@host:org/repo.git); an https:// URL needs a token or basic credential", c.Name)
 	}
+	host := repo.HTTPSHost()
+	switch {
+	case c.Host == "":
+		return invalid("the git credential %q is not bound to a host yet (it was added before credentials were): "+
+			"an admin must set the host it may be sent to (%s, for this repository) before an https repository can use it", c.Name, host)
+	case c.Host != host:
+		return invalid("the git credential %q may only be sent to %s, and this repository is on %s: "+
+			"use a credential for %s (or none, for a public repository)", c.Name, c.Host, host, host)
+	}
 	return nil
+}
+
+// HTTPSHost is the host an https repository's credentials are sent to,
+// written as a credential's host is: lower-cased, with :port when not 443,
+// an IPv6 address in brackets. It is "" for other repositories.
+func (r RepoURL) HTTPSHost() string {
+	if r.Kind != RepoHTTPS {
+		return ""
+	}
+	return joinCredentialHost(r.Host, r.Port)
+}
+
+func joinCredentialHost(host string, port int) string {
+	host = strings.ToLower(host)
+	if a, err := netip.ParseAddr(host); err == nil && a.Is6() {
+		host = "[" + a.String() + "]"
+	}
+	if port != 0 && port != 443 {
+		host += ":" + strconv.Itoa(port)
+	}
+	return host
+}
+
+// maxCredentialHost is the size of git_credentials.host.
+const maxCredentialHost = 255
+
+// credentialHostForm is how the errors of ValidCredentialHost show a host.
+const credentialHostForm = "a host name or IP address with an optional :port, like git.example.com, git.example.com:8443 or 192.0.2.10"
+
+// ValidCredentialHost checks the host a token or basic credential is for,
+// and returns it as stored (lower-cased, :443 dropped, an IPv6 address in
+// brackets). It takes a host name or IP address with an optional :port, and
+// nothing else: no scheme, user name, path, query or spaces. Or it takes the
+// https:// URL of a repository on that host (as ValidRepoURL accepts it),
+// from which the host is taken. "" stays "".
+func ValidCredentialHost(raw string) (string, error) {
+	raw = strings.Trim(raw, " ")
+	switch {
+	case raw == "":
+		return "", nil
+	case len(raw) > maxRepoURL:
+		return "", invalid("the host (or the repository URL it is taken from) must be at most %d characters", maxRepoURL)
+	case strings.IndexFunc(raw, func(r rune) bool { return r <= ' ' || r >= 0x7f }) >= 0:
+		return "", invalid("the host must not contain spaces, control or non-ASCII characters (write a host name in punycode)")
+	}
+	if lower := strings.ToLower(raw); strings.HasPrefix(lower, "https://") {
+		authority, p, _ := strings.Cut(raw[len("https://"):], "/")
+		if p != "" {
+			repo, err := ValidRepoURL(raw)
+			if err != nil {
+				return "", invalid("the host was given as a URL, so it must be the https:// URL of a repository on the git server, "+
+					"from which the host is taken, and this one is not valid: %s", apperr.MessageOf(err))
+			}
+			return checkCredentialHostLength(repo.HTTPSHost())
+		}
+		if authority == "" || strings.ContainsAny(authority, "@?#") {
+			return "", invalid("the host was given as a URL, so it must be the https:// URL of a repository on the git server "+
+				"(like https://git.example.com/org/repo.git), from which the host is taken; or give just the host: %s", credentialHostForm)
+		}
+		raw = authority
+	} else if scheme, _, ok := strings.Cut(raw, "://"); ok {
+		return "", invalid("the host must be %s, or the https:// URL of a repository on it; a %s:// URL is not accepted "+
+			"(token and basic credentials are sent over https only; ssh keys are bound by their known_hosts)", credentialHostForm, scheme)
+	}
+	switch {
+	case strings.Contains(raw, "@"):
+		return "", invalid("the host must not contain a user name or password (user@host): put them in the credential; the host is %s", credentialHostForm)
+	case strings.ContainsAny(raw, "/\\?#"):
+		return "", invalid("the host must be %s, without a path, ?query or #fragment; or give the https:// URL of a repository on it", credentialHostForm)
+	}
+	host, port, err := credentialHostPort(raw)
+	if err != nil {
+		return "", err
+	}
+	return checkCredentialHostLength(joinCredentialHost(host, port))
+}
+
+func checkCredentialHostLength(h string) (string, error) {
+	if len(h) > maxCredentialHost {
+		return "", invalid("the host must be at most %d characters", maxCredentialHost)
+	}
+	return h, nil
+}
+
+// credentialHostPort splits and checks host[:port], [IPv6][:port] or a bare
+// IPv6 address.
+func credentialHostPort(hp string) (string, int, error) {
+	bad := func() (string, int, error) {
+		return "", 0, invalid("the host %q is not %s (an IPv6 address in brackets: [2001:db8::1]:8443); or give the https:// URL of a repository on it", hp, credentialHostForm)
+	}
+	host, portText := hp, ""
+	switch {
+	case strings.HasPrefix(hp, "["):
+		end := strings.Index(hp, "]")
+		if end < 0 {
+			return bad()
+		}
+		host, portText = hp[1:end], hp[end+1:]
+		if portText != "" {
+			if !strings.HasPrefix(portText, ":") || portText == ":" {
+				return bad()
+			}
+			portText = portText[1:]
+		}
+		if a, err := netip.ParseAddr(host); err != nil || !a.Is6() || a.Zone() != "" || a.IsUnspecified() || a.IsMulticast() {
+			return bad()
+		}
+	case strings.Count(hp, ":") > 1:
+		// A bare IPv6 address: it cannot carry a port.
+		if a, err := netip.ParseAddr(hp); err != nil || !a.Is6() || a.Zone() != "" || a.IsUnspecified() || a.IsMulticast() {
+			return bad()
+		}
+	default:
+		if h, pt, ok := strings.Cut(hp, ":"); ok {
+			if pt == "" {
+				return bad()
+			}
+			host, portText = h, pt
+		}
+		host = strings.ToLower(host)
+		if !validHostName(host) && !validIPv4(host) {
+			return bad()
+		}
+	}
+	port := 0
+	if portText != "" {
+		n, err := strconv.Atoi(portText)
+		if err != nil || n < 1 || n > 65535 || portText[0] == '0' || portText[0] == '+' || portText[0] == '-' {
+			return "", 0, invalid("the host %q has an invalid port (1-65535)", hp)
+		}
+		port = n
+	}
+	return host, port, nil
+}
+
+// credentialHost checks the host given for a credential of a type: token
+// and basic credentials need one; ssh_key credentials take none.
+func credentialHost(typ, raw string) (string, error) {
+	host, err := ValidCredentialHost(raw)
+	if err != nil {
+		return "", err
+	}
+	switch {
+	case typ == store.GitSSHKey && host != "":
+		return "", invalid("the host belongs to token and basic credentials: an ssh_key credential is bound to its git server by known_hosts")
+	case typ != store.GitSSHKey && host == "":
+		return "", invalid("a %s credential needs the host of the git server it is for (%s), or the https:// URL of a repository there: "+
+			"the secret is sent to that host and no other", typ, credentialHostForm)
+	}
+	return host, nil
+}
+
+// mayChangeCredentialHost reports whether p may change the host of an
+// existing credential: admins, and the command line (p nil), which runs
+// with the database itself. Anyone else could point a secret they cannot
+// read at their own server.
+func mayChangeCredentialHost(p *auth.Principal) error {
+	if p == nil || p.Role.AtLeast(auth.Admin) {
+		return nil
+	}
+	return apperr.New(apperr.Forbidden, "only an admin can change the host a git credential may be sent to, since it decides which server receives the secret; "+
+		"add a new credential for another host instead")
 }
 
 func (s *Service) credentialActivity(ctx context.Context, tx *store.Tx, p *auth.Principal, m auth.Meta, action, id, desc string, changes map[string]store.Change) error {
@@ -366,20 +551,29 @@ func (s *Service) CreateCredential(ctx context.Context, p *auth.Principal, in Cr
 	if kh != "" && typ != store.GitSSHKey {
 		return nil, invalid("known_hosts belongs to ssh_key credentials")
 	}
+	host, err := credentialHost(typ, in.Host)
+	if err != nil {
+		return nil, err
+	}
 	var c *store.GitCredential
 	err = s.DB.InTx(ctx, func(tx *store.Tx) error {
 		var err error
-		if c, err = tx.CreateGitCredential(ctx, store.NewGitCredential{Name: name, Type: typ, Secret: sec, PublicKey: pub, KnownHosts: kh}); err != nil {
+		if c, err = tx.CreateGitCredential(ctx, store.NewGitCredential{Name: name, Type: typ, Secret: sec, PublicKey: pub, KnownHosts: kh, Host: host}); err != nil {
 			return err
 		}
-		return s.credentialActivity(ctx, tx, p, m, "created", c.ID, "git credential "+name+" ("+typ+") added",
-			audit.Diff(nil, map[string]any{"name": name, "type": typ, "public_key": pub, "known_hosts": len(KnownHostKeys(kh)), "credentials": "new"}, "credentials"))
+		desc := "git credential " + name + " (" + typ + ") added"
+		if host != "" {
+			desc += " for " + host
+		}
+		return s.credentialActivity(ctx, tx, p, m, "created", c.ID, desc,
+			audit.Diff(nil, map[string]any{"name": name, "type": typ, "public_key": pub, "known_hosts": len(KnownHostKeys(kh)), "host": host, "credentials": "new"}, "credentials"))
 	})
 	return c, err
 }
 
-// UpdateCredential renames a credential, replaces its known_hosts, or
-// replaces its secret.
+// UpdateCredential renames a credential, replaces its known_hosts, replaces
+// its secret, or (admins only) changes the host a token or basic credential
+// may be sent to; a host change is recorded with the old and new host.
 func (s *Service) UpdateCredential(ctx context.Context, p *auth.Principal, id string, in CredentialPatch, m auth.Meta) (*store.GitCredential, error) {
 	var c *store.GitCredential
 	err := s.DB.InTx(ctx, func(tx *store.Tx) error {
@@ -399,6 +593,20 @@ func (s *Service) UpdateCredential(ctx context.Context, p *auth.Principal, id st
 			}
 			if kh != "" && old.Type != store.GitSSHKey {
 				return invalid("known_hosts belongs to ssh_key credentials")
+			}
+		}
+		host := old.Host
+		if in.Host != nil && (old.Type != store.GitSSHKey || strings.TrimSpace(*in.Host) != "") {
+			if host, err = credentialHost(old.Type, *in.Host); err != nil {
+				return err
+			}
+			if host != old.Host {
+				if err := mayChangeCredentialHost(p); err != nil {
+					return err
+				}
+				if err := tx.SetGitCredentialHost(ctx, id, host); err != nil {
+					return err
+				}
 			}
 		}
 		if err := tx.UpdateGitCredential(ctx, id, name, kh); err != nil {
@@ -423,8 +631,9 @@ func (s *Service) UpdateCredential(ctx context.Context, p *auth.Principal, id st
 				return err
 			}
 		}
-		// Apps on ssh remotes must stay usable: their git server stays pinned.
-		if kh != old.KnownHosts {
+		// Apps must stay usable: their git server stays pinned, and an https
+		// app's host stays the credential's.
+		if kh != old.KnownHosts || host != old.Host {
 			if err := s.checkCredentialApps(ctx, tx, id); err != nil {
 				return err
 			}
@@ -432,8 +641,8 @@ func (s *Service) UpdateCredential(ctx context.Context, p *auth.Principal, id st
 		if c, err = tx.GetGitCredential(ctx, id); err != nil {
 			return err
 		}
-		before := map[string]any{"name": old.Name, "known_hosts": fingerprintList(old.KnownHosts), "public_key": old.PublicKey}
-		after := map[string]any{"name": name, "known_hosts": fingerprintList(kh), "public_key": pub}
+		before := map[string]any{"name": old.Name, "known_hosts": fingerprintList(old.KnownHosts), "public_key": old.PublicKey, "host": old.Host}
+		after := map[string]any{"name": name, "known_hosts": fingerprintList(kh), "public_key": pub, "host": host}
 		if in.replacesSecret() {
 			before["credentials"], after["credentials"] = "old", "new"
 		}
@@ -444,6 +653,13 @@ func (s *Service) UpdateCredential(ctx context.Context, p *auth.Principal, id st
 		desc := "git credential " + name + " updated"
 		if in.replacesSecret() {
 			desc = "git credential " + name + ": secret replaced"
+		}
+		if host != old.Host {
+			from := old.Host
+			if from == "" {
+				from = "no host"
+			}
+			desc += "; the host it may be sent to changed from " + from + " to " + host
 		}
 		return s.credentialActivity(ctx, tx, p, m, "updated", id, desc, changes)
 	})

@@ -137,11 +137,11 @@ func TestCredentialKinds(t *testing.T) {
 			}
 
 			// Token and basic credentials.
-			tok, err := f.svc.CreateCredential(ctx, f.p, CredentialInput{Name: "gh", Type: store.GitToken, Token: "ghp_tokencanary000111"}, f.m)
+			tok, err := f.svc.CreateCredential(ctx, f.p, CredentialInput{Name: "gh", Type: store.GitToken, Token: "ghp_tokencanary000111", Host: "github.com"}, f.m)
 			if err != nil || tok.PublicKey != "" {
 				t.Fatalf("token: %+v %v", tok, err)
 			}
-			basic, err := f.svc.CreateCredential(ctx, f.p, CredentialInput{Name: "gitea", Type: store.GitBasic, Username: "bot", Password: "pw canary 123!"}, f.m)
+			basic, err := f.svc.CreateCredential(ctx, f.p, CredentialInput{Name: "gitea", Type: store.GitBasic, Username: "bot", Password: "pw canary 123!", Host: "https://gitea.example.test:3000/org/repo.git"}, f.m)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -215,7 +215,7 @@ func TestCredentialFitsRepository(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tok, err := f.svc.CreateCredential(ctx, f.p, CredentialInput{Name: "tok", Type: store.GitToken, Token: "t0ken-value"}, f.m)
+	tok, err := f.svc.CreateCredential(ctx, f.p, CredentialInput{Name: "tok", Type: store.GitToken, Token: "t0ken-value", Host: "git.example.com"}, f.m)
 	if err != nil {
 		t.Fatal(err)
 	}

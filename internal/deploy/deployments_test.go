@@ -93,7 +93,7 @@ func newDeployEnv(t *testing.T, db *store.DB) *deployEnv {
 			return err
 		}
 		cred, err := tx.CreateGitCredential(ctx, store.NewGitCredential{Name: "deploy token", Type: store.GitToken,
-			Secret: store.GitSecret{Username: "deployer", Secret: canaryToken}})
+			Secret: store.GitSecret{Username: "deployer", Secret: canaryToken}, Host: "git.example.test"})
 		if err != nil {
 			return err
 		}

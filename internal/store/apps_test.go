@@ -40,7 +40,7 @@ func TestAppsStore(t *testing.T) {
 			var app *store.App
 			err := db.InTx(ctx, func(tx *store.Tx) error {
 				c, err := tx.CreateGitCredential(ctx, store.NewGitCredential{Name: "gh", Type: store.GitToken,
-					Secret: store.GitSecret{Username: "bot", Secret: "ghp_tokencanary123456"}})
+					Secret: store.GitSecret{Username: "bot", Secret: "ghp_tokencanary123456"}, Host: "github.com"})
 				if err != nil {
 					return err
 				}

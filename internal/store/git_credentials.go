@@ -32,6 +32,12 @@ type GitCredential struct {
 	// KnownHosts are the pinned host keys of the git server (known_hosts
 	// lines); ssh remotes are refused without them.
 	KnownHosts string
+	// Host is the one https host a token or basic credential may be sent
+	// to: lower-cased, with :port when not 443, an IPv6 address in
+	// brackets. Empty for ssh_key credentials, which known_hosts binds, and
+	// for token and basic credentials written before migration 026, which
+	// https repositories refuse until an admin sets it.
+	Host string
 	// Apps is how many apps use the credential.
 	Apps      int
 	CreatedAt time.Time
@@ -55,15 +61,16 @@ type NewGitCredential struct {
 	Name, Type            string
 	Secret                GitSecret
 	PublicKey, KnownHosts string
+	Host                  string // token and basic: the https host it is for
 }
 
-const gitCredentialColumns = `id, name, type, COALESCE(public_key, ''), COALESCE(known_hosts, ''), created_at, updated_at,
+const gitCredentialColumns = `id, name, type, COALESCE(public_key, ''), COALESCE(known_hosts, ''), COALESCE(host, ''), created_at, updated_at,
 	(SELECT COUNT(*) FROM apps WHERE apps.git_credentials_id = git_credentials.id)`
 
 func scanGitCredential(s interface{ Scan(...any) error }) (*GitCredential, error) {
 	var c GitCredential
 	var created, updated nullTime
-	if err := s.Scan(&c.ID, &c.Name, &c.Type, &c.PublicKey, &c.KnownHosts, &created, &updated, &c.Apps); err != nil {
+	if err := s.Scan(&c.ID, &c.Name, &c.Type, &c.PublicKey, &c.KnownHosts, &c.Host, &created, &updated, &c.Apps); err != nil {
 		return nil, err
 	}
 	c.CreatedAt, c.UpdatedAt = created.Time, updated.Time
@@ -86,8 +93,8 @@ func (tx *Tx) CreateGitCredential(ctx context.Context, n NewGitCredential) (*Git
 	if err != nil {
 		return nil, err
 	}
-	if _, err := tx.exec(ctx, `INSERT INTO git_credentials (id, name, type, credentials, public_key, known_hosts, created_at, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, id, n.Name, n.Type, sealed, nullString(n.PublicKey), nullString(n.KnownHosts), now, now); err != nil {
+	if _, err := tx.exec(ctx, `INSERT INTO git_credentials (id, name, type, credentials, public_key, known_hosts, host, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, id, n.Name, n.Type, sealed, nullString(n.PublicKey), nullString(n.KnownHosts), nullString(n.Host), now, now); err != nil {
 		return nil, fmt.Errorf("store: create git credential: %w", err)
 	}
 	return tx.GetGitCredential(ctx, id)
@@ -129,6 +136,19 @@ func (tx *Tx) UpdateGitCredential(ctx context.Context, id, name, knownHosts stri
 		name, nullString(knownHosts), tx.Now(), id)
 	if err != nil {
 		return fmt.Errorf("store: update git credential: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return apperr.New(apperr.NotFound, "git credential not found")
+	}
+	return nil
+}
+
+// SetGitCredentialHost changes the https host a token or basic credential
+// may be sent to ("" for none).
+func (tx *Tx) SetGitCredentialHost(ctx context.Context, id, host string) error {
+	res, err := tx.exec(ctx, "UPDATE git_credentials SET host = ?, updated_at = ? WHERE id = ?", nullString(host), tx.Now(), id)
+	if err != nil {
+		return fmt.Errorf("store: set git credential host: %w", err)
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
 		return apperr.New(apperr.NotFound, "git credential not found")

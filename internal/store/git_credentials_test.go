@@ -51,6 +51,35 @@ func TestGitCredentialsStore(t *testing.T) {
 		if err != nil || len(list) != 1 || list[0].ID != c.ID {
 			t.Fatalf("list: %v %v", list, err)
 		}
+		// The https host of a token credential (026): written, read, changed
+		// and cleared; an ssh_key credential has none.
+		if got.Host != "" {
+			t.Fatalf("an ssh_key credential has the host %q", got.Host)
+		}
+		var tok *store.GitCredential
+		err = db.InTx(ctx, func(tx *store.Tx) error {
+			var err error
+			tok, err = tx.CreateGitCredential(ctx, store.NewGitCredential{Name: "token", Type: store.GitToken,
+				Secret: store.GitSecret{Secret: "t"}, Host: "git.example.test:8443"})
+			return err
+		})
+		if err != nil || tok.Host != "git.example.test:8443" {
+			t.Fatalf("token with a host: %+v %v", tok, err)
+		}
+		for _, h := range []string{"github.com", ""} {
+			if err := db.InTx(ctx, func(tx *store.Tx) error { return tx.SetGitCredentialHost(ctx, tok.ID, h) }); err != nil {
+				t.Fatal(err)
+			}
+			if got, err := db.GetGitCredential(ctx, tok.ID); err != nil || got.Host != h {
+				t.Fatalf("host set to %q: %+v %v", h, got, err)
+			}
+		}
+		if err := db.InTx(ctx, func(tx *store.Tx) error { return tx.SetGitCredentialHost(ctx, store.NewID(), "x.test") }); !apperr.Is(err, apperr.NotFound) {
+			t.Fatalf("host of nothing: %v", err)
+		}
+		if err := db.InTx(ctx, func(tx *store.Tx) error { return tx.DeleteGitCredential(ctx, tok.ID) }); err != nil {
+			t.Fatal(err)
+		}
 		if err := db.InTx(ctx, func(tx *store.Tx) error { return tx.DeleteGitCredential(ctx, c.ID) }); err != nil {
 			t.Fatal(err)
 		}

@@ -41,7 +41,9 @@ var schemaExtraColumns = map[string][]string{
 	// 025_deployments: deploy keys' public halves and pinned git hosts;
 	// app slugs, push-to-deploy hooks and image retention; what triggered a
 	// deployment, the commit asked for, log progress and its job.
-	"git_credentials": {"public_key", "known_hosts"},
+	// 026_credential_host: the https host a token or basic credential may be
+	// sent to.
+	"git_credentials": {"public_key", "known_hosts", "host"},
 	"apps":            {"slug", "deploy_hook_id", "deploy_hook_secret", "keep_releases"},
 	"deployments":     {"triggered_by", "requested_commit", "log_seq", "job_id"},
 }

@@ -49,6 +49,7 @@ type credentialJSON struct {
 	Type       string    `json:"type"`
 	PublicKey  *string   `json:"public_key"`
 	KnownHosts *string   `json:"known_hosts"`
+	Host       *string   `json:"host"`
 	Apps       int       `json:"apps"`
 	CreatedAt  time.Time `json:"created_at"`
 	UpdatedAt  time.Time `json:"updated_at"`
@@ -63,7 +64,7 @@ func nullable(s string) *string {
 
 func toCredentialJSON(c *store.GitCredential) credentialJSON {
 	return credentialJSON{ID: c.ID, Name: c.Name, Type: c.Type, PublicKey: nullable(c.PublicKey), KnownHosts: nullable(c.KnownHosts),
-		Apps: c.Apps, CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt}
+		Host: nullable(c.Host), Apps: c.Apps, CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt}
 }
 
 // appJSON is an app as the API shows it: its env values and push-to-deploy

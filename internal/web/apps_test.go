@@ -93,6 +93,7 @@ type credJSONT struct {
 	ID, Name, Type string
 	PublicKey      *string `json:"public_key"`
 	KnownHosts     *string `json:"known_hosts"`
+	Host           *string `json:"host"`
 	Apps           int
 }
 
@@ -134,16 +135,17 @@ func TestAppsAndCredentialsAPI(t *testing.T) {
 		sw.add(keyLines...)
 
 		// Credentials.
-		res := sw.api(op, "POST", "/api/v1/git-credentials", map[string]any{"name": "GitHub token", "type": "token", "token": token, "username": "ci-bot"})
+		res := sw.api(op, "POST", "/api/v1/git-credentials", map[string]any{"name": "GitHub token", "type": "token", "token": token, "username": "ci-bot",
+			"host": "https://git.example.test/org/shop.git"})
 		wantStatus(t, "create token credential", res, http.StatusCreated)
 		tokCred := decode[credJSONT](t, res)
-		if tokCred.ID == "" || tokCred.Type != "token" || tokCred.PublicKey != nil || tokCred.Apps != 0 {
+		if tokCred.ID == "" || tokCred.Type != "token" || tokCred.PublicKey != nil || tokCred.Apps != 0 || tokCred.Host == nil || *tokCred.Host != "git.example.test" {
 			t.Fatalf("token credential: %+v", tokCred)
 		}
 		res = sw.api(browser, "POST", "/api/v1/git-credentials", map[string]any{"name": "Pasted key", "type": "ssh_key", "private_key": keyText})
 		wantStatus(t, "create pasted key credential", res, http.StatusCreated)
 		keyCred := decode[credJSONT](t, res)
-		if keyCred.PublicKey == nil || !strings.HasPrefix(*keyCred.PublicKey, "ssh-ed25519 ") {
+		if keyCred.PublicKey == nil || !strings.HasPrefix(*keyCred.PublicKey, "ssh-ed25519 ") || keyCred.Host != nil {
 			t.Fatalf("pasted key credential: %+v", keyCred)
 		}
 		res = sw.api(op, "POST", "/api/v1/git-credentials", map[string]any{"name": "Generated", "type": "ssh_key", "generate": true})
@@ -152,7 +154,8 @@ func TestAppsAndCredentialsAPI(t *testing.T) {
 		if genCred.PublicKey == nil || !strings.HasPrefix(*genCred.PublicKey, "ssh-ed25519 ") || *genCred.PublicKey == *keyCred.PublicKey {
 			t.Fatalf("generated key credential: %+v", genCred)
 		}
-		res = sw.api(op, "POST", "/api/v1/git-credentials", map[string]any{"name": "Basic", "type": "basic", "username": "deploy", "password": password})
+		res = sw.api(op, "POST", "/api/v1/git-credentials", map[string]any{"name": "Basic", "type": "basic", "username": "deploy", "password": password,
+			"host": "git.example.test:3000"})
 		wantStatus(t, "create basic credential", res, http.StatusCreated)
 		basicCred := decode[credJSONT](t, res)
 
@@ -165,6 +168,11 @@ func TestAppsAndCredentialsAPI(t *testing.T) {
 			{"name": "", "type": "token", "token": "t"},                                      // no name
 			{"name": "x", "type": "basic", "username": "-oProxyCommand=id", "password": "p"}, // option-like user
 			{"name": "x", "type": "ssh_key", "generate": true, "known_hosts": "$(id)"},       // not known_hosts
+			{"name": "x", "type": "token", "token": "t"},                                     // no host
+			{"name": "x", "type": "basic", "username": "u", "password": "p"},                 // no host
+			{"name": "x", "type": "token", "token": "t", "host": "evil.example/x.git"},       // a path
+			{"name": "x", "type": "token", "token": "t", "host": "u@evil.example"},           // a user
+			{"name": "x", "type": "ssh_key", "generate": true, "host": "git.example.test"},   // ssh keys have known_hosts
 		} {
 			res := sw.api(op, "POST", "/api/v1/git-credentials", bad)
 			if res.Code != http.StatusBadRequest || !strings.Contains(res.Body.String(), `"code":"invalid"`) {
@@ -209,6 +217,36 @@ func TestAppsAndCredentialsAPI(t *testing.T) {
 		}
 		res = sw.api(op, "GET", "/api/v1/git-credentials/"+store.NewID(), nil)
 		wantStatus(t, "missing credential", res, http.StatusNotFound)
+
+		// The token goes to git.example.test and nowhere else, and only an
+		// admin can change that.
+		res = sw.api(op, "POST", "/api/v1/git-credentials/"+tokCred.ID+"/test",
+			map[string]any{"server_id": serverID, "git_repository": "https://evil.example/org/shop.git", "git_branch": "main"})
+		if res.Code != http.StatusBadRequest || !strings.Contains(res.Body.String(), "may only be sent to git.example.test, and this repository is on evil.example") {
+			t.Fatalf("test the token against another host: %d %s", res.Code, res.Body)
+		}
+		res = sw.api(op, "POST", "/api/v1/apps", map[string]any{"server_id": serverID, "name": "Evil", "git_repository": "https://evil.example/org/shop.git",
+			"git_credentials_id": tokCred.ID})
+		if res.Code != http.StatusBadRequest || !strings.Contains(res.Body.String(), "may only be sent to git.example.test") {
+			t.Fatalf("an app on another host: %d %s", res.Code, res.Body)
+		}
+		res = sw.api(op, "PATCH", "/api/v1/git-credentials/"+tokCred.ID, map[string]any{"host": "evil.example"})
+		if res.Code != http.StatusForbidden || !strings.Contains(res.Body.String(), `"code":"forbidden"`) || !strings.Contains(res.Body.String(), "only an admin") {
+			t.Fatalf("operator moves the token: %d %s", res.Code, res.Body)
+		}
+		res = sw.api(op, "PATCH", "/api/v1/git-credentials/"+tokCred.ID, map[string]any{"host": "GIT.example.test:443"})
+		wantStatus(t, "operator resends the same host", res, http.StatusOK)
+		e.user("admin@example.test", auth.Admin)
+		adminTok := e.withToken("admin@example.test", auth.Admin)
+		res = sw.api(adminTok, "PATCH", "/api/v1/git-credentials/"+basicCred.ID, map[string]any{"host": "https://git2.example.test/org/x.git"})
+		wantStatus(t, "admin moves the basic credential", res, http.StatusOK)
+		if c := decode[credJSONT](t, res); c.Host == nil || *c.Host != "git2.example.test" {
+			t.Fatalf("moved credential: %+v", c)
+		}
+		acts, err := db.ListActivity(t.Context(), store.ActivityFilter{SubjectType: "GitCredential", SubjectID: basicCred.ID, Limit: 1})
+		if err != nil || len(acts) != 1 || acts[0].Changes["host"].Old != "git.example.test:3000" || acts[0].Changes["host"].New != "git2.example.test" {
+			t.Fatalf("host change activity: %+v %v", acts, err)
+		}
 		res = sw.api(op, "POST", "/api/v1/git-credentials/"+tokCred.ID+"/test",
 			map[string]any{"server_id": serverID, "git_repository": "https://git.example.test/org/shop.git", "git_branch": "main"})
 		wantStatus(t, "test credential", res, http.StatusOK)
@@ -555,13 +593,47 @@ func TestAppAndCredentialPages(t *testing.T) {
 		if !strings.Contains(res.Body.String(), "printable ASCII") || !strings.Contains(res.Body.String(), `value="Broken"`) {
 			t.Fatalf("bad token form: %s", res.Body)
 		}
+		res = sw.postForm(op, "/credentials", url.Values{"name": {"No host"}, "type": {"token"}, "token": {token}})
+		wantStatus(t, "add a token without a host", res, http.StatusBadRequest)
+		if !strings.Contains(res.Body.String(), "needs the host") || !strings.Contains(res.Body.String(), `value="No host"`) {
+			t.Fatalf("token without a host: %s", res.Body)
+		}
 		res = sw.postForm(op, "/credentials", url.Values{"name": {"GitLab"}, "type": {"token"}, "token": {token}, "username": {"oauth2"},
-			"private_key": {keyText}, "password": {"ignored"}})
+			"private_key": {keyText}, "password": {"ignored"}, "host": {" https://git.example.test/org/shop.git "}})
 		page := follow(op, "add token credential", res)
 		wantStatus(t, "token credential page", page, http.StatusOK)
 		tokID := strings.TrimPrefix(res.Header().Get("Location"), "/credentials/")
 		if sec, err := db.GitCredentialSecret(ctx, tokID); err != nil || sec.Secret != token || sec.Username != "oauth2" || sec.PrivateKey != "" {
 			t.Fatalf("stored token credential: %v %q", err, sec.Username)
+		}
+		if c, err := db.GetGitCredential(ctx, tokID); err != nil || c.Host != "git.example.test" {
+			t.Fatalf("token credential's host: %+v %v", c, err)
+		}
+		// The page shows the host; only an admin is offered to change it,
+		// and an operator who sends another anyway is refused.
+		if !strings.Contains(page.Body.String(), "<code>git.example.test</code>") || strings.Contains(page.Body.String(), `name="host"`) {
+			t.Fatalf("token credential page as operator: %s", page.Body)
+		}
+		res = sw.postForm(op, "/credentials/"+tokID, url.Values{"name": {"GitLab"}, "host": {"evil.example"}})
+		if res.Code != http.StatusForbidden || !strings.Contains(res.Body.String(), "nly an admin can change the host") {
+			t.Fatalf("operator moves the token: %d %s", res.Code, res.Body)
+		}
+		adminPage := sw.get(admin, "/credentials/"+tokID)
+		if !strings.Contains(adminPage.Body.String(), `name="host"`) || !strings.Contains(adminPage.Body.String(), `value="git.example.test"`) {
+			t.Fatalf("token credential page as admin: %s", adminPage.Body)
+		}
+		res = sw.postForm(admin, "/credentials/"+tokID, url.Values{"name": {"GitLab"}, "host": {"git.example.test:8443"}})
+		if page := follow(admin, "admin moves the token", res); !strings.Contains(page.Body.String(), "<code>git.example.test:8443</code>") {
+			t.Fatalf("moved token page: %s", page.Body)
+		}
+		res = sw.postForm(admin, "/credentials/"+tokID, url.Values{"name": {"GitLab"}, "host": {"https://git.example.test/org/shop.git"}})
+		follow(admin, "admin moves the token back", res)
+		if c, _ := db.GetGitCredential(ctx, tokID); c.Host != "git.example.test" {
+			t.Fatalf("host after moving back: %q", c.Host)
+		}
+		res = sw.postForm(op, "/credentials/"+tokID+"/test", url.Values{"server_id": {e.app.ServerID}, "git_repository": {"https://evil.example/org/shop.git"}})
+		if res.Code != http.StatusBadRequest || !strings.Contains(res.Body.String(), "may only be sent to git.example.test") {
+			t.Fatalf("check against another host: %d %s", res.Code, res.Body)
 		}
 		res = sw.postForm(op, "/credentials", url.Values{"name": {"Deploy key"}, "type": {"ssh_key"}, "private_key": {keyText},
 			"known_hosts": {"git.example.test ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"}, "token": {token}})

@@ -429,7 +429,7 @@ func (s *Server) credentialsPage(w http.ResponseWriter, r *http.Request, p *auth
 
 // credentialFormFields are the fields of a credential form that may be
 // echoed back: never the private key, token or password.
-var credentialFormFields = []string{"name", "type", "known_hosts", "username"}
+var credentialFormFields = []string{"name", "type", "known_hosts", "host", "username"}
 
 func (s *Server) credentialNewPage(w http.ResponseWriter, r *http.Request, p *auth.Principal) {
 	pg := s.newPage(w, r, "Add a git credential")
@@ -464,6 +464,8 @@ func (s *Server) credentialCreate(w http.ResponseWriter, r *http.Request, p *aut
 		in.Generate, in.PrivateKey, in.Username, in.Token, in.Password = credentialSecretFields(f, typ)
 		if typ == store.GitSSHKey {
 			in.KnownHosts = f.Get("known_hosts")
+		} else {
+			in.Host = strings.TrimSpace(f.Get("host"))
 		}
 		c, err = svc.CreateCredential(r.Context(), p, in, s.meta(r))
 	}
@@ -538,6 +540,9 @@ func (s *Server) renderCredential(w http.ResponseWriter, r *http.Request, id str
 	if _, ok := form["known_hosts"]; !ok {
 		form.Set("known_hosts", c.KnownHosts)
 	}
+	if _, ok := form["host"]; !ok {
+		form.Set("host", c.Host)
+	}
 	if check != nil {
 		d.CheckMsg = checkMessage(check, form.Get("git_branch"))
 	}
@@ -567,6 +572,10 @@ func (s *Server) credentialUpdate(w http.ResponseWriter, r *http.Request, p *aut
 	if c.Type == store.GitSSHKey {
 		kh := f.Get("known_hosts")
 		in.KnownHosts = &kh
+	} else if h := strings.TrimSpace(f.Get("host")); h != "" {
+		// Only admins are offered the field; the service refuses a changed
+		// host from anyone else. Left empty, the host stays as it is.
+		in.Host = &h
 	}
 	switch c.Type {
 	case store.GitSSHKey:
@@ -586,11 +595,15 @@ func (s *Server) credentialUpdate(w http.ResponseWriter, r *http.Request, p *aut
 			in.Password, in.Username = &pw, &u
 		}
 	}
-	if _, err := svc.UpdateCredential(r.Context(), p, id, in, s.meta(r)); err != nil {
+	up, err := svc.UpdateCredential(r.Context(), p, id, in, s.meta(r))
+	if err != nil {
 		s.renderCredential(w, r, id, echoForm(r, credentialFormFields), nil, err)
 		return
 	}
 	msg := "Credential saved."
+	if up.Host != c.Host {
+		msg = "Credential saved: it may now be sent to " + up.Host + " and no other host."
+	}
 	if in.Generate || in.PrivateKey != nil {
 		msg = "Credential saved with its new key: replace the deploy key on the git server with the public key below."
 	} else if in.Token != nil || in.Password != nil {

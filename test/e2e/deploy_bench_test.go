@@ -48,7 +48,7 @@ func BenchmarkDeploy(b *testing.B) {
 	waitOnline(b, p, srv.ID, 4*time.Minute)
 
 	var tok credentialView
-	p.must(http.StatusCreated, "POST", "/api/v1/git-credentials", map[string]any{"name": "bench token", "type": "token", "token": token}, &tok)
+	p.must(http.StatusCreated, "POST", "/api/v1/git-credentials", map[string]any{"name": "bench token", "type": "token", "token": token, "host": url}, &tok)
 	var app struct {
 		App appView `json:"app"`
 	}

@@ -16,11 +16,9 @@ import (
 	"testing"
 	"time"
 
-	"upanel/internal/auth"
 	"upanel/internal/config"
 	"upanel/internal/logging"
 	"upanel/internal/mail/mailtest"
-	"upanel/internal/panel"
 	"upanel/internal/store"
 	"upanel/internal/testhost"
 )
@@ -97,29 +95,8 @@ func startPanelProcess(t testing.TB, network *testhost.Network) *panelProcess {
 	}
 	p := &panelUnderTest{t: t, url: base, dataDir: dataDir, log: &syncBuffer{}, smtp: smtp}
 
-	// The accounts, made as `upanel user create` and `upanel token` would:
-	// the database and its key file exist before the panel starts.
-	ctx := context.Background()
 	red := logging.NewRedactor()
-	accounts, _, closeAccounts, err := panel.Accounts(ctx, cfg, logging.New(p.log, "text", slog.LevelInfo, red), red)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, u := range []struct {
-		email string
-		role  auth.Role
-		dst   *string
-	}{{"admin@example.com", auth.Admin, &p.token}, {"operator@example.com", auth.Operator, &p.operator}} {
-		if _, err := accounts.CreateUser(ctx, u.email, "correct horse battery staple 1", u.role); err != nil {
-			t.Fatal(err)
-		}
-		raw, _, err := accounts.CreateTokenFor(ctx, u.email, auth.NewToken{Name: "e2e", Role: u.role, TTL: 24 * time.Hour})
-		if err != nil {
-			t.Fatal(err)
-		}
-		*u.dst = raw
-	}
-	closeAccounts()
+	p.createAccounts(cfg, logging.New(p.log, "text", slog.LevelInfo, red), red)
 
 	pp := &panelProcess{panelUnderTest: p, bin: bin}
 	pp.env = os.Environ()
@@ -134,7 +111,7 @@ func startPanelProcess(t testing.TB, network *testhost.Network) *panelProcess {
 		}
 	})
 
-	db, err := store.Open(ctx, cfg.DatabaseURL, store.Options{})
+	db, err := store.Open(context.Background(), cfg.DatabaseURL, store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -436,9 +436,10 @@ func TestDeployments(t *testing.T) {
 
 	canaryEnv := "canary-env-" + randomHex(12)
 	canaryToken := "canary-tok-" + randomHex(12)
-	ports := distinctPorts(t, 4)
+	ports := distinctPorts(t, 5)
 	shopPort, blogPort := ports[2], ports[3]
-	host, srv := newAppServer(t, p, network, "apps", ports[0], ports[1], shopPort, blogPort)
+	shopStagingPort := ports[4] // shop's staging publishes here (APP_PORT in its .env)
+	host, srv := newAppServer(t, p, network, "apps", ports[0], ports[1], shopPort, blogPort, shopStagingPort)
 
 	// While the panel provisions the server: the git servers, as their
 	// admins would set them up, and the two apps' repositories.
@@ -467,7 +468,7 @@ func TestDeployments(t *testing.T) {
 	}
 	gitHost.authorize(t, key.PublicKey)
 	p.must(http.StatusCreated, "POST", "/api/v1/git-credentials", map[string]any{
-		"name": "https token", "type": "token", "token": canaryToken}, &tok)
+		"name": "https token", "type": "token", "token": canaryToken, "host": httpsURL}, &tok)
 	var check struct {
 		OK     bool   `json:"ok"`
 		Commit string `json:"commit"`
@@ -573,6 +574,180 @@ func TestDeployments(t *testing.T) {
 		web.checkTokenNotInURLs(t)
 		if !slices.ContainsFunc(web.requests(), func(r gitRequest) bool { return r.Auth && r.User == "x-access-token" && r.Status == http.StatusOK }) {
 			t.Errorf("no fetch with the token: %+v", web.requests())
+		}
+	})
+
+	// Staging is a second compose project of the same app beside production,
+	// with its own overrides, domain and directory: deploying, stopping and
+	// starting it leaves production serving, and apps.status and
+	// current_commit follow production only. Staging is stopped again at the
+	// end, so that the later steps see only the production containers.
+	step("staging runs beside production", func(t *testing.T) {
+		p := p.with(t)
+		stagingAddr := addrOf(shopStagingPort)
+		stagingGreeting := "Servus " + randomHex(3)
+		p.must(http.StatusOK, "PATCH", "/api/v1/apps/"+shop.App.ID+"/env/staging", map[string]any{
+			"set": map[string]string{"GREETING": stagingGreeting, "APP_PORT": strconv.Itoa(shopStagingPort)}}, nil)
+		var env struct {
+			Production []struct{ Key, Value string } `json:"production"`
+			Staging    []struct{ Key, Value string } `json:"staging"`
+		}
+		p.must(http.StatusOK, "GET", "/api/v1/apps/"+shop.App.ID+"/env", nil, &env)
+		var stagingKeys []string
+		for _, kv := range env.Staging {
+			if kv.Value == stagingGreeting || kv.Value == strconv.Itoa(shopStagingPort) {
+				t.Errorf("the env API shows the staging value of %s", kv.Key)
+			}
+			stagingKeys = append(stagingKeys, kv.Key)
+		}
+		if slices.Sort(stagingKeys); !slices.Equal(stagingKeys, []string{"APP_PORT", "GREETING"}) || len(env.Production) != 1 {
+			t.Errorf("the env as the API shows it: %+v", env)
+		}
+		type domains struct {
+			PrimaryDomain *string `json:"primary_domain"`
+			StagingDomain *string `json:"staging_domain"`
+		}
+		var dom domains
+		p.must(http.StatusOK, "PATCH", "/api/v1/apps/"+shop.App.ID, map[string]any{"staging_domain": "Staging.Shop.example.test"}, &dom)
+		if dom.StagingDomain == nil || *dom.StagingDomain != "staging.shop.example.test" || dom.PrimaryDomain != nil {
+			t.Errorf("after setting the staging domain: %+v", dom)
+		}
+
+		before := appView{}
+		p.must(http.StatusOK, "GET", "/api/v1/apps/"+shop.App.ID, nil, &before)
+		if before.Status != "running" || before.CurrentCommit != v1 {
+			t.Fatalf("shop before the staging deployment: status %q at %q", before.Status, before.CurrentCommit)
+		}
+		// Staging tries out a newer commit than production runs, so that
+		// the app's commit shows which one it follows.
+		s1 := shopRepo.with(t).release("s1")
+		d := p.startDeploy(shop.App.ID, map[string]any{"environment": "staging"})
+		if d.Environment != "staging" {
+			t.Errorf("the staging deployment: %+v", d)
+		}
+		// While staging deploys, production is not "deploying".
+		waitFor(t, "the staging deployment to start", 2*time.Minute, func() bool {
+			d = p.deployment(d.ID)
+			return d.Status != "queued"
+		})
+		var during appView
+		p.must(http.StatusOK, "GET", "/api/v1/apps/"+shop.App.ID, nil, &during)
+		if during.Status != "running" || during.CurrentCommit != v1 {
+			t.Errorf("shop while its staging deploys (%s): status %q at %q", d.Status, during.Status, during.CurrentCommit)
+		}
+		d = p.waitDeploy(d.ID, 5*time.Minute)
+		log := p.wantDeploy(d, "success")
+		if d.CommitHash != s1 || d.Branch != "main" || d.Environment != "staging" || !strings.Contains(log, "==> deployed "+s1[:12]) {
+			t.Errorf("the staging deployment: %+v; log:\n%s", d, log)
+		}
+
+		// Both answer at once, each with its own release and env.
+		if got := appAnswer(t, stagingAddr, "from s1", time.Minute); got != "hello "+stagingGreeting+" from s1" {
+			t.Errorf("shop's staging answered %q", got)
+		}
+		if got := appAnswer(t, shopAddr, "from v1", time.Minute); got != "hello "+greeting+" from v1" {
+			t.Errorf("shop's production answered %q during staging", got)
+		}
+		if got := appEnv(t, stagingAddr, "CANARY_VALUE"); got != "(404)" {
+			t.Errorf("staging has production's override CANARY_VALUE: %q", got)
+		}
+		if got := appEnv(t, shopAddr, "APP_PORT"); got != "(404)" {
+			t.Errorf("production has staging's override APP_PORT: %q", got)
+		}
+
+		// Two compose projects, two directories, two .env files.
+		projects := func() []string {
+			var ps []string
+			for l := range strings.Lines(mustExec(t, host, "docker", "ps", "--format", `{{.Label "com.docker.compose.project"}}`)) {
+				if l = strings.TrimSpace(l); strings.HasPrefix(l, "upanel-shop-") && !slices.Contains(ps, l) {
+					ps = append(ps, l)
+				}
+			}
+			slices.Sort(ps)
+			return ps
+		}
+		if got := projects(); !slices.Equal(got, []string{"upanel-shop-production", "upanel-shop-staging"}) {
+			t.Errorf("shop's compose projects running on the host: %q", got)
+		}
+		prodDir, stagingDir := shop.App.DeployPath+"/production", shop.App.DeployPath+"/staging"
+		modes := strings.Fields(mustExec(t, host, "stat", "-c", "%a", prodDir+"/.env", stagingDir+"/.env"))
+		if !slices.Equal(modes, []string{"600", "600"}) {
+			t.Errorf("the modes of production's and staging's .env: %q, want 600 each", modes)
+		}
+		if out, err := host.Exec(t, "", "cmp", "-s", prodDir+"/.env", stagingDir+"/.env"); err == nil {
+			t.Errorf("production and staging have the same .env %s", out)
+		}
+		mustExec(t, host, "test", "-f", stagingDir+"/docker-compose.yml")
+
+		// The app's status and commit are production's.
+		after := appView{}
+		p.must(http.StatusOK, "GET", "/api/v1/apps/"+shop.App.ID, nil, &after)
+		if after.Status != before.Status || after.CurrentCommit != before.CurrentCommit {
+			t.Errorf("the staging deployment changed shop: status %q at %q, was %q at %q", after.Status, after.CurrentCommit, before.Status, before.CurrentCommit)
+		}
+
+		// The deployments of one environment.
+		listOf := func(env string) []deploymentView {
+			var list struct {
+				Deployments []deploymentView `json:"deployments"`
+			}
+			p.must(http.StatusOK, "GET", "/api/v1/apps/"+shop.App.ID+"/deployments?environment="+env, nil, &list)
+			return list.Deployments
+		}
+		if got := listOf("staging"); len(got) != 1 || got[0].ID != d.ID || got[0].Environment != "staging" {
+			t.Errorf("shop's staging deployments: %+v, want only %s", got, d.ID)
+		}
+		for _, pd := range listOf("production") {
+			if pd.ID == d.ID || pd.Environment != "production" {
+				t.Errorf("shop's production deployments list %+v", pd)
+			}
+		}
+
+		// Stopping staging (environment in the query) leaves production
+		// serving, and the app running.
+		type controlled struct {
+			Environment string `json:"environment"`
+			Action      string `json:"action"`
+			Status      *struct {
+				Project  string `json:"project"`
+				Services []struct {
+					Service, State string
+				} `json:"services"`
+			} `json:"status"`
+		}
+		var c controlled
+		p.must(http.StatusOK, "POST", "/api/v1/apps/"+shop.App.ID+"/stop?environment=staging", nil, &c)
+		if c.Environment != "staging" || c.Status == nil || c.Status.Project != "upanel-shop-staging" ||
+			len(c.Status.Services) != 1 || c.Status.Services[0].State == "running" {
+			t.Errorf("stopping staging: %+v", c)
+		}
+		if got := projects(); !slices.Equal(got, []string{"upanel-shop-production"}) {
+			t.Errorf("shop's compose projects running after staging stopped: %q", got)
+		}
+		if got := appAnswer(t, shopAddr, "from v1", time.Minute); got != "hello "+greeting+" from v1" {
+			t.Errorf("shop's production answered %q with staging stopped", got)
+		}
+		p.must(http.StatusOK, "GET", "/api/v1/apps/"+shop.App.ID, nil, &after)
+		if after.Status != "running" || after.CurrentCommit != v1 {
+			t.Errorf("stopping staging changed shop: status %q at %q", after.Status, after.CurrentCommit)
+		}
+
+		// Started again (environment in the body), it answers as before;
+		// then it stops for the steps that follow.
+		p.must(http.StatusOK, "POST", "/api/v1/apps/"+shop.App.ID+"/start", map[string]any{"environment": "staging"}, &c)
+		if c.Environment != "staging" || c.Action != "start" {
+			t.Errorf("starting staging: %+v", c)
+		}
+		if got := appAnswer(t, stagingAddr, "from s1", time.Minute); got != "hello "+stagingGreeting+" from s1" {
+			t.Errorf("shop's staging answered %q once started again", got)
+		}
+		p.must(http.StatusOK, "POST", "/api/v1/apps/"+shop.App.ID+"/stop", map[string]any{"environment": "staging"}, nil)
+		if got := projects(); !slices.Equal(got, []string{"upanel-shop-production"}) {
+			t.Errorf("shop's compose projects running after staging stopped again: %q", got)
+		}
+		p.must(http.StatusOK, "GET", "/api/v1/apps/"+shop.App.ID, nil, &after)
+		if after.Status != "running" || after.CurrentCommit != v1 {
+			t.Errorf("starting and stopping staging changed shop: status %q at %q", after.Status, after.CurrentCommit)
 		}
 	})
 

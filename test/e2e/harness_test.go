@@ -127,25 +127,7 @@ func startPanelInterval(t testing.TB, network *testhost.Network, interval time.D
 	log := logging.New(p.log, "text", slog.LevelDebug, red)
 
 	ctx := context.Background()
-	accounts, _, closeAccounts, err := panel.Accounts(ctx, cfg, log, red)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, u := range []struct {
-		email string
-		role  auth.Role
-		dst   *string
-	}{{"admin@example.com", auth.Admin, &p.token}, {"operator@example.com", auth.Operator, &p.operator}} {
-		if _, err := accounts.CreateUser(ctx, u.email, "correct horse battery staple 1", u.role); err != nil {
-			t.Fatal(err)
-		}
-		raw, _, err := accounts.CreateTokenFor(ctx, u.email, auth.NewToken{Name: "e2e", Role: u.role, TTL: 24 * time.Hour})
-		if err != nil {
-			t.Fatal(err)
-		}
-		*u.dst = raw
-	}
-	closeAccounts()
+	p.createAccounts(cfg, log, red)
 
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
@@ -388,4 +370,31 @@ func (p *panelUnderTest) mailsTo(addr, text string) int {
 		}
 	}
 	return n
+}
+
+// createAccounts makes the admin and operator users and their API tokens, as
+// `upanel user create` and `upanel token` would: the database and its key file
+// exist before the panel starts.
+func (p *panelUnderTest) createAccounts(cfg config.Config, log *slog.Logger, red *logging.Redactor) {
+	t := p.t
+	ctx := context.Background()
+	accounts, _, closeAccounts, err := panel.Accounts(ctx, cfg, log, red)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeAccounts()
+	for _, u := range []struct {
+		email string
+		role  auth.Role
+		dst   *string
+	}{{"admin@example.com", auth.Admin, &p.token}, {"operator@example.com", auth.Operator, &p.operator}} {
+		if _, err := accounts.CreateUser(ctx, u.email, "correct horse battery staple 1", u.role); err != nil {
+			t.Fatal(err)
+		}
+		raw, _, err := accounts.CreateTokenFor(ctx, u.email, auth.NewToken{Name: "e2e", Role: u.role, TTL: 24 * time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		*u.dst = raw
+	}
 }
