@@ -26,7 +26,24 @@ const (
 	maxEnvKey   = 128
 	maxEnvValue = 32 << 10
 	maxEnvVars  = 200
+	// maxEnvBytes bounds one set (keys, values and a byte each for = and the
+	// line end), so base plus an override plus a credential stays well under
+	// the agent's 1 MiB request limit (wire.MaxBody): an oversized set is
+	// refused when it is saved, not at deploy time.
+	maxEnvBytes = 256 << 10
 )
+
+// checkEnvSize refuses a set larger than maxEnvBytes.
+func checkEnvSize(m map[string]string) error {
+	n := 0
+	for k, v := range m {
+		n += len(k) + len(v) + 2
+	}
+	if n > maxEnvBytes {
+		return invalid("an env set holds at most %d KiB of variables (this one would hold %d KiB)", maxEnvBytes>>10, (n+1023)>>10)
+	}
+	return nil
+}
 
 // reservedEnvPrefixes configure docker compose itself when they appear in
 // .env (COMPOSE_FILE, COMPOSE_PROJECT_NAME, DOCKER_HOST...): they could point
@@ -88,7 +105,7 @@ func validEnvSet(m map[string]string) error {
 			return err
 		}
 	}
-	return nil
+	return checkEnvSize(m)
 }
 
 func validScope(scope string) error {
@@ -173,6 +190,9 @@ func (s *Service) SetEnv(ctx context.Context, p *auth.Principal, appID, scope st
 		}
 		if len(next) > maxEnvVars {
 			return invalid("an env set holds at most %d variables", maxEnvVars)
+		}
+		if err := checkEnvSize(next); err != nil {
+			return err
 		}
 		keys = sortedKeys(next)
 		changes := envChanges(scope, old, next)

@@ -129,6 +129,14 @@ func TestEnvSetKeysAndEffectiveMerge(t *testing.T) {
 			if _, err := f.svc.SetEnv(ctx, f.p, app.ID, store.EnvStaging, many, nil, f.m); !apperr.Is(err, apperr.Invalid) || !strings.Contains(apperr.MessageOf(err), "at most") {
 				t.Fatalf("more than %d variables: %v", maxEnvVars, err)
 			}
+			// 40 values of 31 KiB each pass one by one, not together.
+			big := map[string]string{}
+			for i := 0; i < 40; i++ {
+				big[fmt.Sprintf("BIG%d", i)] = strings.Repeat("v", 31<<10)
+			}
+			if _, err := f.svc.SetEnv(ctx, f.p, app.ID, store.EnvStaging, big, nil, f.m); !apperr.Is(err, apperr.Invalid) || !strings.Contains(apperr.MessageOf(err), "KiB of variables") {
+				t.Fatalf("a set over %d KiB: %v", maxEnvBytes>>10, err)
+			}
 		})
 	}
 }
