@@ -198,7 +198,10 @@ func (db *DB) EnqueueJob(ctx context.Context, j NewJob) (id string, created bool
 // ClaimJob leases the next runnable job of one of kinds to owner. ok is false
 // when there is none. On PostgreSQL the candidate row is locked with SKIP
 // LOCKED, so concurrent panel processes never claim the same job; on SQLite the
-// single writer makes the statement atomic.
+// single writer makes the statement atomic. Jobs that share a concurrency key
+// run one at a time and in order: only the first queued one of a key is a
+// candidate, so two workers claiming at once cannot start a later one while
+// SKIP LOCKED passes over the first, locked by the other.
 func (db *DB) ClaimJob(ctx context.Context, owner string, kinds []string, lease time.Duration) (job *Job, ok bool, err error) {
 	if len(kinds) == 0 {
 		return nil, false, nil
@@ -213,8 +216,11 @@ func (db *DB) ClaimJob(ctx context.Context, owner string, kinds []string, lease 
 		WHERE status = 'queued' AND id = (
 			SELECT j.id FROM jobs j WHERE j.status = 'queued' AND j.run_at <= ? AND j.cancel_requested_at IS NULL
 			AND j.kind IN (` + placeholders(len(kinds)) + `)
-			AND (j.concurrency_key IS NULL OR NOT EXISTS (
-				SELECT 1 FROM jobs r WHERE r.concurrency_key = j.concurrency_key AND r.status = 'running'))
+			AND (j.concurrency_key IS NULL OR (NOT EXISTS (
+				SELECT 1 FROM jobs r WHERE r.concurrency_key = j.concurrency_key AND r.status = 'running')
+			AND NOT EXISTS (
+				SELECT 1 FROM jobs e WHERE e.concurrency_key = j.concurrency_key AND e.status = 'queued'
+				AND e.cancel_requested_at IS NULL AND (e.run_at < j.run_at OR (e.run_at = j.run_at AND e.id < j.id)))))
 			ORDER BY j.run_at, j.id LIMIT 1` + db.d.skipLocked + `)
 		RETURNING ` + jobColumns
 	err = db.InTx(ctx, func(tx *Tx) error {

@@ -254,6 +254,36 @@ func TestConcurrencyKeyRunsOneAtATimeInOrder(t *testing.T) {
 	})
 }
 
+// While one worker holds the first job of a key locked (claiming it), another
+// worker must not start the second: SKIP LOCKED passes over the locked row,
+// and only the order rule keeps the key's jobs in order. PostgreSQL only: on
+// SQLite the single writer serializes claims.
+func TestClaimKeepsOrderWhileTheFirstIsLocked(t *testing.T) {
+	db := storetest.Open(t, "postgres")
+	ctx := context.Background()
+	first, _, _ := db.EnqueueJob(ctx, store.NewJob{Kind: "test.a", ConcurrencyKey: "app:1", RunAt: db.Now().Add(-time.Second)})
+	second, _, _ := db.EnqueueJob(ctx, store.NewJob{Kind: "test.a", ConcurrencyKey: "app:1", RunAt: db.Now().Add(-time.Second)})
+	err := db.InTx(ctx, func(tx *store.Tx) error {
+		if err := tx.ExecRaw(ctx, "SELECT id FROM jobs WHERE id = ? FOR UPDATE", first); err != nil {
+			return err
+		}
+		j, ok, err := db.ClaimJob(ctx, "w2", allKinds, time.Minute)
+		if err != nil {
+			return err
+		}
+		if ok {
+			return fmt.Errorf("claimed %s (second is %s) while the key's first job was being claimed", j.ID, second)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j := claim(t, db, "w1"); j == nil || j.ID != first {
+		t.Fatalf("claimed %v, want the first job %s", j, first)
+	}
+}
+
 // Many workers claiming at once never get the same job: on PostgreSQL this is
 // SKIP LOCKED at work, on SQLite the single writer.
 func TestConcurrentClaimsNeverDuplicate(t *testing.T) {
