@@ -773,6 +773,49 @@ func TestAgentUnreachablePastTheDeadline(t *testing.T) {
 	})
 }
 
+// An agent that took the deployment and then went silent past the deadline
+// may have left the project half changed: the app that ran a release is
+// failed, not reported running it. One that never answered leaves it running.
+func TestSilentAgentFailsTheApp(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		e := newDeployEnv(t, db)
+		e.svc.DeployTimeout, e.svc.timing.grace = time.Second, 0
+		released := func() {
+			t.Helper()
+			if err := db.ExecRaw(ctx, "UPDATE apps SET status = 'running', current_commit = ? WHERE id = ?", strings.Repeat("a", 40), e.app.ID); err != nil {
+				t.Fatal(err)
+			}
+		}
+		status := func() string {
+			t.Helper()
+			a, err := db.GetApp(ctx, e.app.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return a.Status
+		}
+		released()
+		e.startRunner("panel-1")
+		id := e.deploy("operator", DeployInput{})
+		e.agent.posted(id)
+		e.agent.setDown(true)
+		if d := e.waitStatus(id, store.DeploymentFailed); !strings.Contains(d.ErrorMessage, "no answer from the agent") {
+			t.Errorf("error: %q", d.ErrorMessage)
+		}
+		if s := status(); s != store.AppFailed {
+			t.Errorf("app after a silent agent: %s, want failed", s)
+		}
+
+		released()
+		id = e.deploy("operator", DeployInput{})
+		e.waitStatus(id, store.DeploymentFailed)
+		if s := status(); s != store.AppRunning {
+			t.Errorf("app after an agent that never answered: %s, want running", s)
+		}
+	})
+}
+
 func TestOldAgentIsRefused(t *testing.T) {
 	db := storetest.Open(t, "sqlite")
 	e := newDeployEnv(t, db)

@@ -302,10 +302,17 @@ func (r *deployRun) pastDeadline() bool { return r.s.DB.Now().After(r.deadline) 
 // gaveUp fails a deployment the agent did not finish in time.
 func (r *deployRun) gaveUp() error {
 	limit := r.s.DeployTimeout + r.s.timing.grace
+	var e *endNow
 	if r.lastErr != nil {
-		return failNow("no answer from the agent of %s within %s of the start (%s): the deployment may not have run", r.srv.Name, limit, r.mask.mask(apperr.MessageOf(r.lastErr)))
+		e = failNow("no answer from the agent of %s within %s of the start (%s): the deployment may not have run", r.srv.Name, limit, r.mask.mask(apperr.MessageOf(r.lastErr)))
+	} else {
+		e = failNow("the deployment did not end within %s of its start", limit)
 	}
-	return failNow("the deployment did not end within %s of its start", limit)
+	// An agent that had the deployment and went silent (or never ended it)
+	// may have left the project half changed: the app is failed, not
+	// running its previous release, until a deployment says otherwise.
+	e.end.RestoreFailed = r.known
+	return e
 }
 
 // follow pulls the deployment's log and state from the agent until it ends.

@@ -72,9 +72,14 @@ func validDeliveryID(s string) bool {
 // ClaimDeployHookDelivery records a delivery an app received, with its
 // outcome so far, and returns the row's id. A delivery id the app has already
 // seen is a Conflict (a replay), unless that delivery failed to queue its
-// deployment: then this one takes its row over, so that a sender's retry
-// gets another chance. Claiming is atomic: of two concurrent deliveries with
-// one id, one wins.
+// deployment, or was claimed over staleDeliveryClaim ago and never finished
+// (the panel died in between): then this one takes its row over, so that a
+// sender's retry gets another chance. Claiming is atomic: of two concurrent
+// deliveries with one id, one wins.
+// staleDeliveryClaim is how long a delivery may stay received: a live
+// request finishes it within its own timeout, far sooner.
+const staleDeliveryClaim = 5 * time.Minute
+
 func (db *DB) ClaimDeployHookDelivery(ctx context.Context, d DeployHookDelivery) (string, error) {
 	if d.ID != "" || !d.CreatedAt.IsZero() || d.DeploymentID != "" {
 		return "", apperr.New(apperr.Invalid, "delivery id, time and deployment are assigned by the store")
@@ -93,10 +98,12 @@ func (db *DB) ClaimDeployHookDelivery(ctx context.Context, d DeployHookDelivery)
 	var id string
 	err := db.InTx(ctx, func(tx *Tx) error {
 		now := tx.Now()
-		// A failed delivery is taken over by its retry.
+		// A failed or stranded delivery is taken over by its retry. A
+		// stranded one may have queued its deployment before the panel
+		// died: the retry then joins it, or deploys the same branch head.
 		err := tx.queryRow(ctx, `UPDATE deploy_hook_deliveries SET provider = ?, event = ?, outcome = ?, deployment_id = NULL, created_at = ?
-			WHERE app_id = ? AND delivery_id = ? AND outcome = ? RETURNING id`,
-			d.Provider, d.Event, d.Outcome, now, d.AppID, d.DeliveryID, HookFailed).Scan(&id)
+			WHERE app_id = ? AND delivery_id = ? AND (outcome = ? OR (outcome = ? AND created_at < ?)) RETURNING id`,
+			d.Provider, d.Event, d.Outcome, now, d.AppID, d.DeliveryID, HookFailed, HookReceived, now.Add(-staleDeliveryClaim)).Scan(&id)
 		if err == nil {
 			return nil
 		}

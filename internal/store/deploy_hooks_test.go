@@ -49,6 +49,17 @@ func TestDeployHookDeliveries(t *testing.T) {
 		if _, err := db.ClaimDeployHookDelivery(ctx, d); !apperr.Is(err, apperr.Conflict) {
 			t.Fatalf("replayed delivery: %v", err)
 		}
+		// One left received for longer than a request lives (the panel
+		// died after claiming it) is taken over by a retry.
+		if err := db.ExecRaw(ctx, "UPDATE deploy_hook_deliveries SET created_at = ? WHERE id = ?", db.Now().Add(-6*time.Minute), id); err != nil {
+			t.Fatal(err)
+		}
+		if again, err := db.ClaimDeployHookDelivery(ctx, d); err != nil || again != id {
+			t.Fatalf("retry of a stranded delivery: %q %v, want row %s", again, err, id)
+		}
+		if _, err := db.ClaimDeployHookDelivery(ctx, d); !apperr.Is(err, apperr.Conflict) {
+			t.Fatalf("a fresh claim is a replay again: %v", err)
+		}
 		d2 := d
 		d2.AppID = other.ID
 		if _, err := db.ClaimDeployHookDelivery(ctx, d2); err != nil {
