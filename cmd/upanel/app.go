@@ -16,6 +16,7 @@ import (
 	"upanel/internal/config"
 	"upanel/internal/deploy"
 	"upanel/internal/store"
+	"upanel/internal/wire"
 )
 
 // Apps and git credentials from the shell. Secrets (a credential's private
@@ -147,11 +148,7 @@ func cmdAppList(ctx context.Context, e *env, args []string) error {
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tNAME\tSLUG\tSERVER\tSTATUS\tBRANCH\tCOMMIT\tREPOSITORY")
 	for _, a := range apps {
-		commit := a.CurrentCommit
-		if len(commit) > 12 {
-			commit = commit[:12]
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.ID, a.Name, a.Slug, a.ServerID, a.Status, a.GitBranch, valueOrDash(commit), a.GitRepository)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.ID, a.Name, a.Slug, a.ServerID, a.Status, a.GitBranch, valueOrDash(wire.ShortCommit(a.CurrentCommit)), a.GitRepository)
 	}
 	return tw.Flush()
 }

@@ -14,6 +14,7 @@ import (
 	"upanel/internal/config"
 	"upanel/internal/deploy"
 	"upanel/internal/store"
+	"upanel/internal/wire"
 )
 
 // Deployments from the shell. The commands queue and read; the job runner
@@ -105,24 +106,10 @@ func cmdDeploymentList(ctx context.Context, e *env, args []string) error {
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tENVIRONMENT\tSTATUS\tCOMMIT\tTRIGGER\tQUEUED\tDURATION")
 	for _, d := range ds {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.ID, d.Environment, d.Status, orDash(shortSHA(d.CommitHash)), d.TriggeredBy,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.ID, d.Environment, d.Status, valueOrDash(wire.ShortCommit(d.CommitHash)), d.TriggeredBy,
 			d.CreatedAt.UTC().Format(time.DateTime), deployDuration(d, now))
 	}
 	return tw.Flush()
-}
-
-func shortSHA(c string) string {
-	if len(c) > 12 {
-		return c[:12]
-	}
-	return c
-}
-
-func orDash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
 }
 
 func deployDuration(d *store.Deployment, now time.Time) string {
@@ -183,14 +170,14 @@ func cmdDeploymentShow(ctx context.Context, e *env, args []string) error {
 		row("error", d.ErrorMessage)
 	}
 	row("branch", d.Branch)
-	row("commit", orDash(d.CommitHash))
+	row("commit", valueOrDash(d.CommitHash))
 	if d.CommitMessage != "" {
 		row("message", strings.SplitN(d.CommitMessage, "\n", 2)[0])
 	}
-	row("requested commit", orDash(d.RequestedCommit))
+	row("requested commit", valueOrDash(d.RequestedCommit))
 	row("triggered by", d.TriggeredBy)
 	if d.IsRollback {
-		row("rollback of", orDash(d.RollbackFromID))
+		row("rollback of", valueOrDash(d.RollbackFromID))
 	}
 	row("queued", when(&d.CreatedAt))
 	row("started", when(d.StartedAt))
@@ -306,7 +293,7 @@ func cmdDeploymentRollback(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "queued the %s rollback %s to commit %s\n", d.Environment, d.ID, shortSHA(d.RequestedCommit))
+	fmt.Fprintf(e.stdout, "queued the %s rollback %s to commit %s\n", d.Environment, d.ID, wire.ShortCommit(d.RequestedCommit))
 	fmt.Fprintf(e.stdout, "a running panel (upanel serve) runs it; follow it with: upanel deployment log --follow %s\n", d.ID)
 	return nil
 }

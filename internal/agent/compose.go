@@ -467,7 +467,7 @@ func (d *Deployer) retag(ctx context.Context, dep *deployment, project string, r
 		if !slices.Contains(names, strings.TrimSuffix(img.Ref, ":latest")) {
 			out, err := dockerOutput(ctx, "image", "inspect", "--format", "{{.Id}}", "--", img.Ref)
 			if err != nil || strings.TrimSpace(string(out)) != img.ID {
-				dep.addLine(fmt.Sprintf("    %s: %s is not the image release %s used, and it is not this project's to move", svc, img.Ref, shortCommit(r.Commit)))
+				dep.addLine(fmt.Sprintf("    %s: %s is not the image release %s used, and it is not this project's to move", svc, img.Ref, wire.ShortCommit(r.Commit)))
 				return fmt.Errorf("%s: %w", svc, errImageMoved)
 			}
 			dep.addLine(fmt.Sprintf("    %s: %s is still the release's image", svc, img.Ref))
@@ -519,14 +519,14 @@ func (d *Deployer) recordRelease(ctx context.Context, dep *deployment, project, 
 	if err := d.saveReleases(project, rf); err != nil {
 		return err
 	}
-	dep.addLine(fmt.Sprintf("==> kept the images of release %s (%d releases kept)", shortCommit(commit), len(rf.Releases)))
+	dep.addLine(fmt.Sprintf("==> kept the images of release %s (%d releases kept)", wire.ShortCommit(commit), len(rf.Releases)))
 	for _, old := range dropped {
 		for _, svc := range slices.Sorted(maps.Keys(old.Services)) {
 			if _, err := dockerOutput(ctx, "image", "rm", old.Services[svc].Tag); err != nil {
 				dep.addLine("    could not remove " + old.Services[svc].Tag + ": " + err.Error())
 			}
 		}
-		dep.addLine("    dropped the images of release " + shortCommit(old.Commit))
+		dep.addLine("    dropped the images of release " + wire.ShortCommit(old.Commit))
 	}
 	return nil
 }

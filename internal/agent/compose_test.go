@@ -39,29 +39,27 @@ func main() {
 }
 `
 
-// needDocker skips without Docker and compose, unless UPANEL_TEST_DOCKER=1
-// says they must be there.
+// needDocker skips without Docker and compose, unless they must be there:
+// under CI=true, or when UPANEL_TEST_DOCKER=1 says so.
 func needDocker(t *testing.T) {
 	t.Helper()
+	missing := func(format string, args ...any) {
+		t.Helper()
+		if os.Getenv("UPANEL_TEST_DOCKER") != "" || os.Getenv("CI") == "true" {
+			t.Fatalf(format, args...)
+		}
+		t.Skipf(format, args...)
+	}
 	for _, c := range []string{"docker", "go"} {
 		if _, err := exec.LookPath(c); err != nil {
-			if os.Getenv("UPANEL_TEST_DOCKER") != "" {
-				t.Fatalf("%s is needed: %v", c, err)
-			}
-			t.Skipf("%s is not installed", c)
+			missing("%s is needed: %v", c, err)
 		}
 	}
 	if _, err := detectCompose(context.Background()); err != nil {
-		if os.Getenv("UPANEL_TEST_DOCKER") != "" {
-			t.Fatal(err)
-		}
-		t.Skip(err)
+		missing("%v", err)
 	}
 	if err := exec.Command("docker", "info").Run(); err != nil {
-		if os.Getenv("UPANEL_TEST_DOCKER") != "" {
-			t.Fatalf("docker info: %v", err)
-		}
-		t.Skip("no Docker engine")
+		missing("no Docker engine: docker info: %v", err)
 	}
 }
 

@@ -341,7 +341,7 @@ func (d *Deployer) finish(ctx context.Context, dep *deployment, err error) {
 	}
 	switch status {
 	case wire.DeploySuccess:
-		dep.addLine("==> deployed " + shortCommit(dep.state().Commit))
+		dep.addLine("==> deployed " + wire.ShortCommit(dep.state().Commit))
 	case wire.DeployCancelled:
 		dep.addLine("==> cancelled")
 	default:
@@ -661,7 +661,7 @@ func (d *Deployer) deploySteps(ctx context.Context, dep *deployment, g *gitRunne
 		return err
 	}
 	dep.update(d.journal, func(s *wire.DeployState) { s.Commit, s.CommitMessage = commit, message })
-	dep.addLine(fmt.Sprintf("==> commit %s: %s", shortCommit(commit), message))
+	dep.addLine(fmt.Sprintf("==> commit %s: %s", wire.ShortCommit(commit), message))
 
 	// 2. The environment.
 	if err := writeEnvFile(dir, req.Env); err != nil {
@@ -771,7 +771,7 @@ func (d *Deployer) putBack(dep *deployment, g *gitRunner, p *progress) bool {
 	}
 	if !p.upStarted {
 		if restoreTree(p.prevHead) {
-			dep.addLine("==> the previous release keeps running; restored its checkout (" + shortCommit(p.prevHead) + ") and .env")
+			dep.addLine("==> the previous release keeps running; restored its checkout (" + wire.ShortCommit(p.prevHead) + ") and .env")
 		} else {
 			dep.addLine("==> the previous release keeps running")
 		}
@@ -783,11 +783,11 @@ func (d *Deployer) putBack(dep *deployment, g *gitRunner, p *progress) bool {
 			dep.addLine("==> there is no earlier release to return to")
 			return true
 		}
-		dep.addLine("==> the previous release " + shortCommit(p.prevHead) + " kept no images; the project is left as it is")
+		dep.addLine("==> the previous release " + wire.ShortCommit(p.prevHead) + " kept no images; the project is left as it is")
 		return false
 	}
 	if !d.releasePresent(ctx, prev) {
-		dep.addLine("==> the images of the previous release " + shortCommit(prev.Commit) + " are gone; the project is left as it is")
+		dep.addLine("==> the images of the previous release " + wire.ShortCommit(prev.Commit) + " are gone; the project is left as it is")
 		return false
 	}
 	dep.addLine("==> returning to the previous release " + prev.Commit)
@@ -803,7 +803,7 @@ func (d *Deployer) putBack(dep *deployment, g *gitRunner, p *progress) bool {
 		dep.addLine("==> could not return to the previous release: " + err.Error())
 		return false
 	}
-	dep.addLine("==> the previous release " + shortCommit(prev.Commit) + " is running again")
+	dep.addLine("==> the previous release " + wire.ShortCommit(prev.Commit) + " is running again")
 	return true
 }
 
@@ -1046,13 +1046,6 @@ func (m *masker) mask(s string) string {
 		return s
 	}
 	return m.r.Replace(s)
-}
-
-func shortCommit(c string) string {
-	if len(c) > 12 {
-		return c[:12]
-	}
-	return c
 }
 
 // --- HTTP ---

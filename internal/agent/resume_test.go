@@ -108,7 +108,7 @@ func TestRestartPutsTheCheckoutBack(t *testing.T) {
 		if st.Status != wire.DeployFailed || st.RestoreFailed || st.Error != restartedMessage || st.FinishedAt == nil {
 			t.Fatalf("%s: state %+v\n%s", round, st, log)
 		}
-		if !strings.HasPrefix(log, "==> fetching branch main\n") || !strings.Contains(log, "restored its checkout ("+shortCommit(c1)+") and .env") {
+		if !strings.HasPrefix(log, "==> fetching branch main\n") || !strings.Contains(log, "restored its checkout ("+wire.ShortCommit(c1)+") and .env") {
 			t.Fatalf("%s: log:\n%s", round, log)
 		}
 		if strings.Contains(log, "secret-value") {
@@ -253,7 +253,7 @@ func TestRestartPutsThePreviousReleaseBack(t *testing.T) {
 	if st.Status != wire.DeployFailed || st.RestoreFailed || st.Error != restartedMessage {
 		t.Fatalf("state %+v\n%s", st, log)
 	}
-	if !strings.Contains(log, "the previous release "+shortCommit(c1)+" is running again") {
+	if !strings.Contains(log, "the previous release "+wire.ShortCommit(c1)+" is running again") {
 		t.Fatalf("log:\n%s", log)
 	}
 	cs, err = projectContainers(context.Background(), req.Project)

@@ -170,7 +170,7 @@ func (s *Service) Deploy(ctx context.Context, p *auth.Principal, in DeployInput,
 		if from != nil {
 			n.IsRollback, n.RollbackFromID, action = true, from.ID, "rollback"
 			changes["rollback_from_id"] = store.Change{New: from.ID}
-			desc = "rollback of " + desc + " to " + shortCommit(commit)
+			desc = "rollback of " + desc + " to " + wire.ShortCommit(commit)
 		}
 		d, err := tx.InsertDeployment(ctx, n)
 		if err != nil {
@@ -280,7 +280,7 @@ func (s *Service) finishDeployment(ctx context.Context, tx *store.Tx, id string,
 	}
 	what := "the branch head of " + d.Branch
 	if d.CommitHash != "" {
-		what = "commit " + shortCommit(d.CommitHash)
+		what = "commit " + wire.ShortCommit(d.CommitHash)
 	}
 	msg := fmt.Sprintf("The %s deployment of %s (%s) failed: %s", d.Environment, app.Name, what, d.ErrorMessage)
 	if s.BaseURL != nil {
@@ -292,13 +292,6 @@ func (s *Service) finishDeployment(ctx context.Context, tx *store.Tx, id string,
 		return nil, false, err
 	}
 	return d, true, nil
-}
-
-func shortCommit(c string) string {
-	if len(c) > 12 {
-		return c[:12]
-	}
-	return c
 }
 
 // DeploymentDuration is how long a deployment took, or has been running.

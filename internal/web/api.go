@@ -18,12 +18,18 @@ const maxJSONBody = 64 << 10
 // decodeJSON reads a JSON object into v strictly: unknown fields, trailing
 // data and oversized bodies are errors a client can act on.
 func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxJSONBody))
+	return decodeJSONMax(w, r, v, maxJSONBody)
+}
+
+// decodeJSONMax is decodeJSON with its own size limit, for the few bodies
+// that may be larger (an app with its env sets).
+func decodeJSONMax(w http.ResponseWriter, r *http.Request, v any, max int64) error {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, max))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			return apperr.New(apperr.Invalid, "the request body is larger than %d bytes", maxJSONBody)
+			return apperr.New(apperr.Invalid, "the request body is larger than %d bytes", max)
 		}
 		return apperr.New(apperr.Invalid, "the request body is not the JSON this endpoint takes: %s", jsonProblem(err))
 	}

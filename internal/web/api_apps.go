@@ -1,9 +1,6 @@
 package web
 
 import (
-	"encoding/json"
-	"errors"
-	"io"
 	"net/http"
 	"time"
 
@@ -24,23 +21,6 @@ const maxAppBody = 1 << 20
 
 // maskedValue stands for every env value in answers.
 const maskedValue = "••••"
-
-// decodeJSONMax is decodeJSON with its own size limit.
-func decodeJSONMax(w http.ResponseWriter, r *http.Request, v any, max int64) error {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, max))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			return apperr.New(apperr.Invalid, "the request body is larger than %d bytes", max)
-		}
-		return apperr.New(apperr.Invalid, "the request body is not the JSON this endpoint takes: %s", jsonProblem(err))
-	}
-	if dec.Decode(&struct{}{}) != io.EOF {
-		return apperr.New(apperr.Invalid, "the request body has data after the JSON object")
-	}
-	return nil
-}
 
 // credentialJSON is a git credential as the API shows it: never its secret.
 type credentialJSON struct {

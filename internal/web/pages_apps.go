@@ -12,6 +12,7 @@ import (
 	"upanel/internal/auth"
 	"upanel/internal/deploy"
 	"upanel/internal/store"
+	"upanel/internal/wire"
 )
 
 // The pages of apps and git credentials: lists, add forms, settings, env
@@ -359,18 +360,11 @@ func (s *Server) appRotateHook(w http.ResponseWriter, r *http.Request, p *auth.P
 func checkMessage(c *deploy.GitCheck, branch string) string {
 	if c.OK {
 		if c.Commit != "" {
-			return "The server reached the repository: " + branch + " is at " + shortCommit(c.Commit) + "."
+			return "The server reached the repository: " + branch + " is at " + wire.ShortCommit(c.Commit) + "."
 		}
 		return "The server reached the repository."
 	}
 	return "The server could not reach the repository: " + sentence(c.Error)
-}
-
-func shortCommit(c string) string {
-	if len(c) > 12 {
-		return c[:12]
-	}
-	return c
 }
 
 func (s *Server) appTest(w http.ResponseWriter, r *http.Request, p *auth.Principal) {
@@ -657,7 +651,7 @@ func (s *Server) credentialTest(w http.ResponseWriter, r *http.Request, p *auth.
 }
 
 // ShortCommit is the app's production commit, abbreviated.
-func (r appRow) ShortCommit() string { return shortCommit(r.CurrentCommit) }
+func (r appRow) ShortCommit() string { return wire.ShortCommit(r.CurrentCommit) }
 
 // ShortCommit is the app's production commit, abbreviated.
-func (d *appData) ShortCommit() string { return shortCommit(d.App.CurrentCommit) }
+func (d *appData) ShortCommit() string { return wire.ShortCommit(d.App.CurrentCommit) }

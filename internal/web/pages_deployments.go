@@ -10,6 +10,7 @@ import (
 	"upanel/internal/auth"
 	"upanel/internal/deploy"
 	"upanel/internal/store"
+	"upanel/internal/wire"
 )
 
 // The deployment pages: an app's deployments with the deploy form and
@@ -72,17 +73,10 @@ func (d *deploymentsData) StatusClass(status string) string { return deploymentS
 func (d *deploymentData) StatusClass(status string) string { return deploymentStatusClass(status) }
 
 // Short abbreviates a commit id.
-func (d *deploymentsData) Short(c string) string { return shortCommitID(c) }
+func (d *deploymentsData) Short(c string) string { return wire.ShortCommit(c) }
 
 // Short abbreviates a commit id.
-func (d *deploymentData) Short(c string) string { return shortCommitID(c) }
-
-func shortCommitID(c string) string {
-	if len(c) > 12 {
-		return c[:12]
-	}
-	return c
-}
+func (d *deploymentData) Short(c string) string { return wire.ShortCommit(c) }
 
 func (s *Server) deploymentsPage(w http.ResponseWriter, r *http.Request, p *auth.Principal) {
 	s.renderDeployments(w, r, nil)
@@ -202,5 +196,5 @@ func (s *Server) deploymentRollback(w http.ResponseWriter, r *http.Request, p *a
 		s.redirect(w, r, "/apps/"+from.AppID+"/deployments", shortenFlash("Not rolled back: "+sentence(apperr.MessageOf(err)), 400))
 		return
 	}
-	s.redirect(w, r, "/deployments/"+newID, "Rollback to "+shortCommitID(from.CommitHash)+" queued.")
+	s.redirect(w, r, "/deployments/"+newID, "Rollback to "+wire.ShortCommit(from.CommitHash)+" queued.")
 }

@@ -125,3 +125,12 @@ func lastRune(s string) rune {
 	r, _ := utf8.DecodeLastRuneInString(s)
 	return r
 }
+
+// ShortCommit abbreviates a commit id to its first 12 digits, the form the
+// panel, the agent's log lines and the CLI all show.
+func ShortCommit(c string) string {
+	if len(c) > 12 {
+		return c[:12]
+	}
+	return c
+}
